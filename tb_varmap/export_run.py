@@ -1,0 +1,228 @@
+"""Export one run: RunData + tags → converter → `.keras` written atomically (→ verification).
+
+This is the glue the CLI, the background jobs and `tb_varmap.export()` share.
+"""
+
+import contextlib
+import datetime
+import fcntl
+import os
+import tempfile
+
+from tb_varmap import metadata
+from tb_varmap import tags as tags_mod
+from tb_varmap.errors import BadInput, Conflict
+
+EMA_SUFFIX = "/ExponentialMovingAverage"
+
+
+def _noop_progress(fraction, message):
+    pass
+
+
+@contextlib.contextmanager
+def export_lock(run_dir, run):
+    """One export per run at a time, across threads and processes (CLI and TensorBoard)."""
+    out_dir = tags_mod.output_dir(run_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ".export.lock"), "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict("an export of run %r is already running" % run)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def load_tag_file(run_data, tags_file):
+    """Tags from --tags FILE (validated against the run) or the run's own tags.json."""
+    if tags_file is None:
+        return tags_mod.load_tags(run_data.run_dir)
+    if not os.path.isfile(tags_file):
+        raise BadInput("tags file %s does not exist" % tags_file)
+    stored = tags_mod.load_tags(run_data.run_dir, path=tags_file)
+    tags_mod.validate(stored, run_data, where="tags file %s" % tags_file)
+    return stored
+
+
+def choose_io(run_data, tags, inputs=None, outputs=None):
+    default_inputs, default_outputs = run_data.default_io()
+    inputs = list(inputs or tags.get("inputs") or default_inputs)
+    outputs = list(outputs or tags.get("outputs") or default_outputs)
+    nodes = run_data.ir.nodes
+    for name in inputs:
+        if name.split(":")[0] not in nodes:
+            raise BadInput("input %r is not a node of run %r" % (name, run_data.run))
+    for name in outputs:
+        if name.split(":")[0] not in nodes:
+            raise BadInput("output %r is not a node or tensor of run %r" % (name, run_data.run))
+    if not inputs:
+        raise BadInput("run %r: no model input found; name the placeholders with --inputs" % run_data.run)
+    if not outputs:
+        raise BadInput("run %r: no model output found; name them with --outputs" % run_data.run)
+    outputs = [name if ":" in name else name + ":0" for name in outputs]
+    return inputs, outputs
+
+
+def variable_bindings(run_data, step, tags, weights="raw"):
+    """VariableBindings for every model weight, with exact checkpoint values.
+
+    Returns (bindings, notes): notes lists EMA substitutions and unresolved roles.
+    """
+    from tb_varmap.convert import VariableBinding
+
+    infos = run_data.variables(step)
+    by_name = {info.name: info for info in infos}
+    rows = tags_mod.effective_roles(infos, run_data.roles(step), tags)
+    notes = {"ema": [], "unresolved": [], "missing_values": []}
+    bindings = []
+    for row in rows:
+        info = by_name[row["variable"]]
+        if info.kind != "weight" or row["role"] == "ignore" or not info.read_tensors:
+            continue
+        if not info.in_checkpoint:
+            notes["missing_values"].append(info.name)
+            continue
+        role = row["role"]
+        if role is None:
+            notes["unresolved"].append(info.name)
+            role = "custom.param"
+        source = info.name
+        if weights == "ema":
+            shadow = by_name.get(info.name + EMA_SUFFIX)
+            if shadow is not None and shadow.in_checkpoint:
+                source = shadow.name
+                notes["ema"].append(info.name)
+        bindings.append(
+            VariableBinding(
+                name=info.name,
+                read_tensors=list(info.read_tensors),
+                role=role,
+                trainable=bool(row["trainable"]),
+                value=run_data.read_variable(source, step),
+            )
+        )
+    return bindings, notes
+
+
+def save_model_atomic(model, path):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def export(
+    logdir,
+    run=".",
+    *,
+    step=None,
+    tags_file=None,
+    inputs=None,
+    outputs=None,
+    out=None,
+    report_path=None,
+    weights=None,
+    verify=False,
+    inputs_npz=None,
+    atol=1e-5,
+    rtol=1e-5,
+    progress=None,
+    data_provider=None,
+):
+    """Exports `run` of `logdir` to a `.keras` file; returns (model, report).
+
+    With verify=True the model is also checked against the original graph and the
+    result is logged under <run>/varmap/ (scalars, histograms, report.json).
+    """
+    from tb_varmap import run as run_mod
+    from tb_varmap import runcache
+
+    progress = progress or _noop_progress
+    runcache.check_run_name(run)
+    progress(0.02, "reading run")
+    if run not in run_mod.discover_runs(logdir):
+        raise BadInput("run %r is not a run of logdir %s (runs: %s)" % (run, logdir, run_mod.discover_runs(logdir)))
+    run_data = run_mod.RunData(logdir, run, data_provider=data_provider)
+    if run_data.graph_def is None:
+        raise BadInput("run %r has no graph to export (no graph event, graph.pbtxt, graph.pb or .meta)" % run)
+    if not run_data.checkpoint_steps:
+        raise BadInput("run %r has no checkpoint to take the weights from" % run)
+    tags = load_tag_file(run_data, tags_file)
+    if step is None:
+        step = tags.get("step")
+    step = runcache.resolve_step(run_data, step)
+    weights = weights or tags.get("weights") or "raw"
+    if weights not in tags_mod.WEIGHT_CHOICES:
+        raise BadInput("weights must be one of %s, got %r" % (tags_mod.WEIGHT_CHOICES, weights))
+    inputs, outputs = choose_io(run_data, tags, inputs, outputs)
+    out_dir = tags_mod.output_dir(run_data.run_dir)
+    out = out or os.path.join(out_dir, metadata.MODEL_FILENAME)
+
+    with export_lock(run_data.run_dir, run):
+        progress(0.08, "reading checkpoint values")
+        bindings, notes = variable_bindings(run_data, step, tags, weights)
+        progress(0.15, "converting")
+        from tb_varmap.convert import convert_graph
+
+        graph_bytes = run_data.graph_def.SerializeToString()
+        conversion = convert_graph(
+            graph_bytes,
+            inputs,
+            outputs,
+            bindings,
+            progress=lambda f, m: progress(0.15 + 0.45 * f, m),
+        )
+        progress(0.62, "saving model")
+        save_model_atomic(conversion.model, out)
+        report = {
+            "format_version": metadata.REPORT_FORMAT_VERSION,
+            "run": run,
+            "step": step,
+            "weights": weights,
+            "inputs": inputs,
+            "outputs": outputs,
+            "model_path": os.path.relpath(os.path.abspath(out), os.path.abspath(run_data.run_dir)),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "notes": notes,
+            "conversion": conversion.report,
+            "verification": None,
+        }
+        from tb_varmap import summaries
+
+        report["attempt"] = summaries.next_attempt(run_data.run_dir)
+        if verify:
+            from tb_varmap import verify as verify_mod
+
+            progress(0.65, "verifying")
+            feed = None
+            if inputs_npz:
+                feed = verify_mod.load_inputs_npz(inputs_npz, graph_bytes, inputs)
+            report["verification"] = verify_mod.verify(
+                graph_bytes,
+                inputs,
+                outputs,
+                bindings,
+                conversion,
+                feed,
+                atol=atol,
+                rtol=rtol,
+                progress=lambda f, m: progress(0.65 + 0.3 * f, m),
+            )
+            progress(0.96, "logging verification")
+            summaries.write_verification(run_data.run_dir, report, report["attempt"])
+        else:
+            tags_mod.write_json_atomic(os.path.join(out_dir, metadata.REPORT_FILENAME), report)
+        if report_path:
+            tags_mod.write_json_atomic(report_path, report)
+    progress(1.0, "done")
+    return conversion.model, report
