@@ -1,0 +1,816 @@
+"""Original TF graph vs exported Keras model: per layer (isolated, cumulative), gradients.
+
+The original runs in a `tf.compat.v1` Session over an imported copy of the GraphDef; each
+variable's read tensors are mapped (`input_map`) to one placeholder holding the checkpoint
+value, so gradients w.r.t. variables are plain `tf.gradients` w.r.t. those placeholders.
+Error model: an element passes if |keras - original| <= atol + rtol * |original|
+(np.allclose); atol is never below FLOAT_NOISE. Relative error is
+|keras - original| / max(|original|, atol).
+"""
+
+import math
+import re
+
+import numpy as np
+
+from tb_varmap.errors import BadInput
+
+FLOAT_NOISE = 1e-7
+SAMPLE_SIZE = 200
+HIST_BINS = 20
+UNKNOWN_DIM = 8          # size given to an unknown non-batch dim of a random input
+INT_RANGE = 10           # ints that index no embedding table are drawn from [0, INT_RANGE)
+WORST = 5
+
+OK, INACCURATE, FAILED = "OK", "INACCURATE", "FAILED"
+
+# ops that pass integer ids through unchanged (for tracing ids to a gather)
+_ID_PASS = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice",
+            "Slice", "Transpose", "Unpack", "Split", "SplitV", "Pack", "ConcatV2",
+            "Concat", "Tile", "GatherV2", "Gather", "Unique", "DynamicPartition",
+            "ReverseV2", "ReverseSequence", "TensorArrayScatterV3", "Enter"}
+_GATHERS = {"Gather": 1, "GatherV2": 1, "ResourceGather": 1, "GatherNd": 1,
+            "ResourceGatherNd": 1, "SparseSegmentMean": 1, "SparseSegmentSum": 1,
+            "SparseSegmentSqrtN": 1}
+_VAR_OPS = {"VariableV2", "Variable", "VarHandleOp"}
+
+
+# ---------------------------------------------------------------- graph helpers
+
+def _tf_graph_def(graph_def):
+    """bytes / tensorboard GraphDef / TF GraphDef -> TF GraphDef (a copy)."""
+    import tensorflow as tf
+
+    if isinstance(graph_def, (bytes, bytearray)):
+        data = bytes(graph_def)
+    elif hasattr(graph_def, "SerializeToString"):
+        data = graph_def.SerializeToString()
+    else:
+        raise BadInput(f"graph_def: expected bytes or a GraphDef, got {type(graph_def).__name__}")
+    out = tf.compat.v1.GraphDef()
+    try:
+        out.ParseFromString(data)
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"graph_def: not a valid GraphDef ({e})") from None
+    return out
+
+
+def _node_name(name):
+    name = name[1:] if name.startswith("^") else name
+    return name.split(":")[0]
+
+
+def _tensor_name(name):
+    return name if ":" in name else name + ":0"
+
+
+def _nodes(gd):
+    return {n.name: n for n in gd.node}
+
+
+def _consumers(gd):
+    out = {}
+    for n in gd.node:
+        for slot, inp in enumerate(n.input):
+            if inp.startswith("^"):
+                continue
+            out.setdefault(_node_name(inp), []).append((n, slot))
+    return out
+
+
+def _np_dtype(dtype_enum):
+    import tensorflow as tf
+
+    return tf.dtypes.as_dtype(dtype_enum)
+
+
+def _placeholder_spec(node):
+    """(tf dtype, shape list with None for unknown dims, or None for unknown rank)."""
+    dtype = _np_dtype(node.attr["dtype"].type)
+    shape = None
+    if "shape" in node.attr:
+        s = node.attr["shape"].shape
+        if not s.unknown_rank:
+            shape = [d.size if d.size >= 0 else None for d in s.dim]
+    return dtype, shape
+
+
+def _find_placeholder(nodes, name, what="input"):
+    node = nodes.get(_node_name(name))
+    if node is None:
+        raise BadInput(f"{what} '{name}': no such node in the graph")
+    if node.op not in ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault"):
+        raise BadInput(f"{what} '{name}': expected a Placeholder node, found op {node.op}")
+    return node
+
+
+# ---------------------------------------------------------------- inputs
+
+def _id_tables(gd, name, variables):
+    """Sizes of embedding tables indexed (through value-preserving ops) by placeholder `name`."""
+    nodes, cons = _nodes(gd), _consumers(gd)
+    by_read = {}
+    for v in variables:
+        for t in v.read_tensors:
+            by_read[_tensor_name(t)] = v
+            by_read[_node_name(t)] = v
+    sizes, seen, todo = [], set(), [name]
+    while todo:
+        cur = todo.pop()
+        if cur in seen or len(seen) > 200:
+            continue
+        seen.add(cur)
+        for node, slot in cons.get(cur, []):
+            if node.op in _GATHERS and slot == _GATHERS[node.op]:
+                size = _table_size(nodes, node.input[0], by_read)
+                if size:
+                    sizes.append(size)
+            elif node.op in _ID_PASS:
+                todo.append(node.name)
+    return sizes
+
+
+def _table_size(nodes, tensor, by_read):
+    """Rows of the variable behind `tensor` (following Identity / read ops)."""
+    for _ in range(20):
+        v = by_read.get(_tensor_name(tensor)) or by_read.get(_node_name(tensor))
+        if v is not None and np.ndim(v.value) >= 1:
+            return int(np.shape(v.value)[0])
+        node = nodes.get(_node_name(tensor))
+        if node is None or not node.input:
+            return None
+        if node.op in _VAR_OPS:
+            return None
+        tensor = node.input[0]
+    return None
+
+
+def make_inputs(graph_def, inputs, variables, seed, batch=2):
+    """Seeded random feeds for placeholder names `inputs`: {name: ndarray}.
+
+    Unknown batch dim -> `batch`, other unknown dims -> UNKNOWN_DIM; floats ~ N(0, 1);
+    ints that index an embedding table lie in [0, rows); other ints in [0, INT_RANGE);
+    bools are False.
+    """
+    gd = _tf_graph_def(graph_def)
+    nodes = _nodes(gd)
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for name in inputs:
+        key = _node_name(name)
+        node = _find_placeholder(nodes, name)
+        dtype, shape = _placeholder_spec(node)
+        if shape is None:
+            raise BadInput(f"input '{key}': placeholder has unknown rank; supply an .npz "
+                           f"with a value for '{key}'")
+        shape = [(batch if i == 0 else UNKNOWN_DIM) if d is None else d
+                 for i, d in enumerate(shape)]
+        feed[key] = _random_value(gd, key, dtype, shape, variables, rng)
+    return feed
+
+
+def _random_value(gd, key, dtype, shape, variables, rng):
+    if dtype.is_floating:
+        return rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
+    if dtype.is_integer:
+        sizes = _id_tables(gd, key, variables)
+        high = min(sizes) if sizes else INT_RANGE
+        return rng.integers(0, max(high, 1), size=shape).astype(dtype.as_numpy_dtype)
+    if dtype.is_bool:
+        return np.zeros(shape, dtype=bool)
+    raise BadInput(f"input '{key}': cannot make random values of dtype {dtype.name}; supply "
+                   f"an .npz with a value for '{key}'")
+
+
+def load_inputs_npz(path, graph_def, inputs):
+    """Feeds from an .npz whose keys are input placeholder names (checked)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            feed = {k: data[k] for k in data.files}
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"inputs file '{path}': not a readable .npz ({e})") from None
+    return check_feed(feed, graph_def, inputs, source=f"inputs file '{path}'")
+
+
+def check_feed(feed, graph_def, inputs, source="feed"):
+    """Validate {placeholder: array}: every input present, shapes/dtypes compatible."""
+    gd = _tf_graph_def(graph_def)
+    nodes = _nodes(gd)
+    out, problems = {}, []
+    given = {_node_name(k): k for k in feed}
+    for name in inputs:
+        key = _node_name(name)
+        if key not in given:
+            problems.append(f"missing key '{key}' (input placeholder)")
+    for key, orig_key in given.items():
+        node = nodes.get(key)
+        if node is None or node.op not in ("Placeholder", "PlaceholderV2",
+                                           "PlaceholderWithDefault"):
+            problems.append(f"key '{orig_key}' names no placeholder in the graph")
+            continue
+        value = np.asarray(feed[orig_key])
+        dtype, shape = _placeholder_spec(node)
+        want = np.dtype(dtype.as_numpy_dtype) if dtype.is_numpy_compatible else None
+        if want is None or not (value.dtype == want or (
+                np.can_cast(value.dtype, want, "same_kind")
+                and value.dtype.kind == want.kind)):
+            problems.append(f"key '{key}': dtype {value.dtype} does not fit placeholder "
+                            f"dtype {dtype.name}")
+            continue
+        if shape is not None and (value.ndim != len(shape) or any(
+                d is not None and d != s for d, s in zip(shape, value.shape))):
+            problems.append(f"key '{key}': shape {list(value.shape)} does not fit placeholder "
+                            f"shape {_shape_str(shape)}")
+            continue
+        out[key] = value.astype(want, copy=False)
+    if problems:
+        raise BadInput(f"{source}: " + "; ".join(problems), problems)
+    return out
+
+
+def _shape_str(shape):
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+# ---------------------------------------------------------------- comparison
+
+def _num(x):
+    """JSON-safe float: NaN -> None, inf -> 'inf' / '-inf'."""
+    x = float(x)
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def failed(reason):
+    return {"max_abs": None, "max_rel": None, "mean_abs": None, "status": FAILED,
+            "reason": reason}
+
+
+def compare(keras_value, original, atol=1e-5, rtol=1e-5):
+    """Stats of keras vs original: {max_abs, max_rel, mean_abs, status[, reason]}."""
+    a = np.asarray(keras_value)
+    b = np.asarray(original)
+    if a.shape != b.shape:
+        return failed(f"shape mismatch: keras {list(a.shape)} vs original {list(b.shape)}")
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    if a.size == 0:
+        return {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": 0.0, "status": OK}
+    atol = max(float(atol), FLOAT_NOISE)
+    both_nan = np.isnan(a) & np.isnan(b)
+    bad_nan = np.isnan(a) & np.isfinite(b)
+    same_inf = np.isinf(a) & (a == b)
+    ok_mask = both_nan | same_inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(ok_mask, 0.0, np.abs(a - b))
+        rel = diff / np.maximum(np.abs(np.where(ok_mask, 1.0, b)), atol)
+        within = diff <= atol + rtol * np.abs(np.where(ok_mask, 0.0, b))
+    stats = {"max_abs": _num(np.nanmax(diff) if not np.all(np.isnan(diff)) else np.nan),
+             "max_rel": _num(np.nanmax(rel) if not np.all(np.isnan(rel)) else np.nan),
+             "mean_abs": _num(np.nanmean(diff) if not np.all(np.isnan(diff)) else np.nan)}
+    if bad_nan.any():
+        stats.update(status=FAILED,
+                     reason=f"{int(bad_nan.sum())} NaN values where the original is finite")
+    elif np.isnan(diff).any() or not within.all():
+        stats["status"] = INACCURATE
+    else:
+        stats["status"] = OK
+    return stats
+
+
+def sample(values, n=SAMPLE_SIZE):
+    """Up to n values spread evenly over the flattened array, as JSON-safe floats."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.size > n:
+        flat = flat[np.linspace(0, flat.size - 1, n).astype(np.int64)]
+    return [_num(v) for v in flat.astype(np.float64)]
+
+
+def error_histogram(keras_value, original, bins=HIST_BINS):
+    """Histogram of |keras - original| (finite values): {edges, counts}."""
+    a = np.asarray(keras_value, dtype=np.float64).reshape(-1)
+    b = np.asarray(original, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        return {"edges": [], "counts": []}
+    d = np.abs(a - b)
+    d = d[np.isfinite(d)]
+    top = float(d.max()) if d.size else 0.0
+    counts, edges = np.histogram(d, bins=bins, range=(0.0, top if top > 0 else 1e-12))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+# ---------------------------------------------------------------- the original
+
+class _Original:
+    """The inference subgraph imported into a fresh graph, variables fed as placeholders."""
+
+    def __init__(self, gd, fetch_nodes, variables, feed):
+        import tensorflow as tf
+
+        nodes = _nodes(gd)
+        for name in fetch_nodes:
+            if name not in nodes:
+                raise BadInput(f"tensor '{name}': no such node in the graph")
+        sub = tf.compat.v1.graph_util.extract_sub_graph(gd, sorted(set(fetch_nodes)))
+        for n in sub.node:  # devices and colocation of a foreign machine do not apply here
+            n.device = ""
+            if "_class" in n.attr:
+                del n.attr["_class"]
+        self.nodes = _nodes(sub)
+        self.graph = tf.Graph()
+        self.var_inputs = {}     # variable name -> placeholder (logical, full value)
+        self.var_values = {}
+        self.mapped = {}         # original tensor name -> tensor in self.graph
+        self.problems = {}       # variable name -> why its gradient cannot be taken
+        with self.graph.as_default():
+            input_map = self._map_variables(variables)
+            try:
+                tf.compat.v1.import_graph_def(sub, input_map=input_map, name="orig")
+            except Exception as e:  # noqa: BLE001
+                raise BadInput(f"graph_def: TensorFlow cannot import the inference subgraph "
+                               f"({type(e).__name__}: {e})") from None
+        self.feed = self._feeds(feed)
+        self.session = tf.compat.v1.Session(graph=self.graph)
+
+    def _map_variables(self, variables):
+        import tensorflow as tf
+
+        input_map = {}
+        for v in variables:
+            reads = [_tensor_name(t) for t in v.read_tensors if _node_name(t) in self.nodes]
+            if not reads:
+                continue
+            value = np.asarray(v.value)
+            safe = re.sub(r"[^A-Za-z0-9_.\-/]", "_", v.name)
+            ph = tf.compat.v1.placeholder(tf.as_dtype(value.dtype), value.shape,
+                                          name="varmap_var/" + safe)
+            self.var_inputs[v.name] = ph
+            self.var_values[v.name] = value
+            parts = self._partitions(reads)
+            for t in reads:
+                node = self.nodes[_node_name(t)]
+                dtype = _read_dtype(node, t)
+                if dtype == tf.resource:
+                    # handle passed into a function: a resource variable holds the value
+                    rv = tf.compat.v1.Variable(ph, use_resource=True, trainable=False,
+                                               name="varmap_res/" + safe)
+                    input_map[t] = rv.handle
+                    self.mapped[t] = rv.handle
+                    self.problems[v.name] = ("the variable's resource handle is captured by "
+                                             f"a function ('{t}'); gradients through it are "
+                                             "not compared")
+                    continue
+                src = ph
+                if len(parts) > 1 and t in parts:
+                    src = _part_of(ph, parts.index(t), len(parts), v.role, node)
+                input_map[t] = src
+                self.mapped[t] = src
+        return input_map
+
+    def _partitions(self, reads):
+        """Read tensors of partitions part_0..N, in order (or [] if not partitioned)."""
+        found = {}
+        for t in reads:
+            m = re.search(r"/part_(\d+)(/|:)", t)
+            if m:
+                found.setdefault(int(m.group(1)), t)
+        return [found[i] for i in sorted(found)] if len(found) > 1 else []
+
+    def _feeds(self, feed):
+        out = {}
+        for name, value in feed.items():
+            if name in self.nodes:
+                out[self.tensor(_tensor_name(name))] = value
+        for name, ph in self.var_inputs.items():
+            out[ph] = self.var_values[name]
+        return out
+
+    def tensor(self, name):
+        name = _tensor_name(name)
+        if name in self.mapped:
+            return self.mapped[name]
+        return self.graph.get_tensor_by_name("orig/" + name)
+
+    def init(self):
+        import tensorflow as tf
+
+        with self.graph.as_default():
+            init = [v.initializer for v in tf.compat.v1.global_variables()
+                    if v.name.startswith("varmap_res/")]
+        if init:
+            self.session.run(init, feed_dict=self.feed)
+
+    def run(self, names):
+        """{name: ndarray | Exception}; one failing tensor does not sink the others."""
+        names = list(dict.fromkeys(names))
+        try:
+            values = self.session.run([self.tensor(n) for n in names], feed_dict=self.feed)
+            return dict(zip(names, values))
+        except Exception:  # noqa: BLE001
+            pass
+        out = {}
+        for n in names:
+            try:
+                out[n] = self.session.run(self.tensor(n), feed_dict=self.feed)
+            except Exception as e:  # noqa: BLE001
+                out[n] = e
+        return out
+
+
+def _read_dtype(node, tensor):
+    import tensorflow as tf
+
+    if node.op == "VarHandleOp":
+        return tf.resource
+    for key in ("dtype", "T"):
+        if key in node.attr and node.attr[key].type:
+            return tf.as_dtype(node.attr[key].type)
+    return None
+
+
+def _part_of(full, index, count, role, node):
+    """Partition `index` of the logical value: embeddings use the mod strategy."""
+    import tensorflow as tf
+
+    if role and role.startswith("embedding"):
+        return full[index::count]
+    shape = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+    rows = shape[0].dim[0].size if shape and shape[0].dim else None
+    if rows is None or rows < 0:
+        return tf.split(full, count, axis=0)[index]
+    size = full.shape[0] // count
+    start = index * size + min(index, full.shape[0] % count)
+    return full[start:start + rows]
+
+
+# ---------------------------------------------------------------- keras side
+
+def _keras_layer_call(layer, values):
+    """Call `layer` as the model calls it, its symbolic inputs replaced by `values`."""
+    node = layer._inbound_nodes[0]
+    kts = node.arguments.keras_tensors
+    if len(kts) != len(values):
+        raise ValueError(f"layer takes {len(kts)} tensor inputs, binding gives "
+                         f"{len(values)} tf_inputs")
+    args, kwargs = node.arguments.fill_in({id(kt): v for kt, v in zip(kts, values)})
+    if "training" in _call_params(layer) and "training" not in kwargs:
+        kwargs["training"] = False
+    return layer(*args, **kwargs)
+
+
+def _call_params(layer):
+    import inspect
+
+    try:
+        return inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def _flat_np(x):
+    import keras
+
+    return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(x)]
+
+
+def _model_feed(model, inputs, feed):
+    """Model input values in model.inputs order (contract: order of `inputs`)."""
+    if len(model.inputs) != len(inputs):
+        raise BadInput(f"model has {len(model.inputs)} inputs, verification was given "
+                       f"{len(inputs)}: {list(inputs)}")
+    out = []
+    for kt, name in zip(model.inputs, inputs):
+        value = feed[_node_name(name)]
+        dtype = getattr(kt, "dtype", None)
+        out.append(np.asarray(value).astype(dtype) if dtype else value)
+    return out
+
+
+# ---------------------------------------------------------------- verify
+
+def verify(graph_def, inputs, outputs, variables, conversion, feed=None, *, atol=1e-5,
+           rtol=1e-5, seed=0, loss=None, progress=None):
+    """Compare the original graph with `conversion.model`; returns report["verification"]."""
+    import tensorflow as tf
+
+    say = progress or (lambda fraction, message: None)
+    try:  # TF32 would make GPU matmuls differ by ~1e-3
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    except Exception:  # noqa: BLE001
+        pass
+    gd = _tf_graph_def(graph_def)
+    inputs = [_node_name(i) for i in inputs]
+    outputs = [_tensor_name(o) for o in outputs]
+    say(0.0, "preparing inputs")
+    if feed is None:
+        feed = make_inputs(gd, inputs, variables, seed)
+        source = "random"
+    else:
+        feed = check_feed(feed, gd, inputs)
+        source = "feed"
+    loss_t = _tensor_name(loss) if loss else None
+    layers = list(conversion.layers)
+    fetch = list(outputs) + ([loss_t] if loss_t else [])
+    for lb in layers:
+        fetch += [_tensor_name(t) for t in list(lb.tf_inputs) + list(lb.tf_outputs)]
+    fetch_nodes = [_node_name(t) for t in fetch]
+    orig = _Original(gd, fetch_nodes, variables, dict(feed))
+    _feed_extra_placeholders(orig, gd, feed, variables, seed)
+    orig.init()
+    say(0.1, "running the original graph")
+    values = orig.run(fetch)
+
+    model = conversion.model
+    x = _model_feed(model, inputs, feed)
+    report = {"atol": float(atol), "rtol": float(rtol),
+              "inputs": _describe_inputs(feed, source, seed, inputs)}
+
+    say(0.3, "comparing layers in isolation")
+    rows = [_isolated(model, lb, values, atol, rtol) for lb in layers]
+    say(0.5, "comparing layers end to end")
+    keras_outs = _cumulative(model, layers, rows, values, x, atol, rtol)
+    report["layers"] = rows
+    report["outputs"] = _outputs(outputs, values, keras_outs, atol, rtol)
+    say(0.7, "comparing gradients")
+    report["gradients"] = _gradients(orig, model, layers, variables, outputs, loss_t, x,
+                                     atol, rtol)
+    orig.session.close()
+    report["worst"] = _worst(rows)
+    stats = ([r["isolated"] for r in rows] + [r["cumulative"] for r in rows]
+             + report["outputs"] + report["gradients"])
+    report["passed"] = all(s["status"] == OK for s in stats)
+    say(1.0, "verification " + ("passed" if report["passed"] else "found differences"))
+    return report
+
+
+def _feed_extra_placeholders(orig, gd, feed, variables, seed):
+    """Placeholders the subgraph needs that are not inputs: keep_prob-like scalars -> 1.0,
+    bools -> False, the rest random (recorded in orig.extra)."""
+    rng = np.random.default_rng(seed + 1)
+    orig.extra = {}
+    for name, node in orig.nodes.items():
+        if node.op not in ("Placeholder", "PlaceholderV2") or name in feed:
+            continue
+        dtype, shape = _placeholder_spec(node)
+        if shape is None:
+            continue  # left unfed: a fetch that needs it fails with TF's own message
+        shape = [2 if d is None and i == 0 else (UNKNOWN_DIM if d is None else d)
+                 for i, d in enumerate(shape)]
+        if dtype.is_floating and not shape:
+            value = np.asarray(1.0, dtype=dtype.as_numpy_dtype)
+        else:
+            try:
+                value = _random_value(gd, name, dtype, shape, variables, rng)
+            except BadInput:
+                continue
+        orig.extra[name] = value
+        orig.feed[orig.tensor(_tensor_name(name))] = value
+
+
+def _describe_inputs(feed, source, seed, inputs):
+    out = {"source": source, "tensors": []}
+    if source == "random":
+        out["seed"] = int(seed)
+    for name in inputs:
+        v = np.asarray(feed[name])
+        t = {"name": name, "shape": list(v.shape), "dtype": str(v.dtype)}
+        if v.size and v.dtype.kind in "fiub":
+            t["min"] = _num(v.min())
+            t["max"] = _num(v.max())
+        out["tensors"].append(t)
+    return out
+
+
+def _missing(values, names):
+    for n in names:
+        if isinstance(values.get(n), Exception):
+            return f"original tensor '{n}' could not be computed: {values[n]}"
+    return None
+
+
+def _isolated(model, lb, values, atol, rtol):
+    ins = [_tensor_name(t) for t in lb.tf_inputs]
+    outs = [_tensor_name(t) for t in lb.tf_outputs]
+    row = {"layer": lb.layer, "keras_class": lb.keras_class, "tf_outputs": outs}
+    why = _missing(values, ins + outs)
+    if why:
+        row["isolated"] = failed(why)
+        return row
+    try:
+        layer = model.get_layer(lb.layer)
+        got = _flat_np(_keras_layer_call(layer, [values[t] for t in ins]))
+    except Exception as e:  # noqa: BLE001
+        row["isolated"] = failed(f"Keras layer '{lb.layer}' could not run: "
+                                 f"{type(e).__name__}: {e}")
+        return row
+    row["isolated"] = _compare_all(got, [values[t] for t in outs], outs, atol, rtol)
+    return row
+
+
+def _compare_all(got, want, names, atol, rtol):
+    """Merge per-tensor comparisons into one (worst status, max errors)."""
+    if len(got) != len(want):
+        return failed(f"layer gives {len(got)} outputs, binding names {len(want)} tf_outputs")
+    parts = [compare(g, w, atol, rtol) for g, w in zip(got, want)]
+    for p, n in zip(parts, names):
+        if p["status"] == FAILED:
+            p = dict(p)
+            p["reason"] = f"{n}: {p['reason']}"
+            return p
+    merged = {}
+    for key in ("max_abs", "max_rel", "mean_abs"):
+        nums = [p[key] for p in parts]
+        merged[key] = None if None in nums else max(
+            (float("inf") if isinstance(v, str) else v for v in nums), default=0.0)
+        merged[key] = _num(merged[key]) if merged[key] is not None else None
+    merged["status"] = INACCURATE if any(p["status"] != OK for p in parts) else OK
+    return merged
+
+
+def _layer_outputs(model, lb):
+    return list(model.get_layer(lb.layer)._inbound_nodes[0].output_tensors)
+
+
+def _cumulative(model, layers, rows, values, x, atol, rtol):
+    """Fill rows[i]["cumulative"]; returns the model's own outputs (numpy list) or an error."""
+    import keras
+
+    try:
+        counts = [len(_layer_outputs(model, lb)) for lb in layers]
+        flat = [t for lb in layers for t in _layer_outputs(model, lb)]
+        probe = keras.Model(model.inputs, list(model.outputs) + flat)
+        got = _flat_np(probe(x, training=False))
+    except Exception as e:  # noqa: BLE001
+        reason = f"the Keras model could not run end to end: {type(e).__name__}: {e}"
+        for row in rows:
+            row["cumulative"] = failed(reason)
+        try:
+            return _flat_np(model(x, training=False))
+        except Exception as e2:  # noqa: BLE001
+            return e2
+    n_out = len(model.outputs)
+    model_outs, pos = got[:n_out], n_out
+    for row, lb, k in zip(rows, layers, counts):
+        outs = [_tensor_name(t) for t in lb.tf_outputs]
+        why = _missing(values, outs)
+        row["cumulative"] = failed(why) if why else _compare_all(
+            got[pos:pos + k], [values[t] for t in outs], outs, atol, rtol)
+        pos += k
+    return model_outs
+
+
+def _outputs(outputs, values, keras_outs, atol, rtol):
+    rows = []
+    for i, name in enumerate(outputs):
+        row = {"name": name}
+        orig = values.get(name)
+        if isinstance(keras_outs, Exception):
+            row.update(failed(f"the Keras model could not run: {keras_outs}"))
+        elif isinstance(orig, Exception):
+            row.update(failed(f"original tensor '{name}' could not be computed: {orig}"))
+        elif i >= len(keras_outs):
+            row.update(failed(f"the Keras model has {len(keras_outs)} outputs, "
+                              f"expected {len(outputs)}"))
+        else:
+            got = keras_outs[i]
+            row.update(compare(got, orig, atol, rtol))
+            row["sample"] = {"original": sample(orig), "keras": sample(got)}
+            row["error_histogram"] = error_histogram(got, orig)
+        rows.append(row)
+    return rows
+
+
+def _weights_by_path(model):
+    out = {}
+    for w in model.weights:
+        out.setdefault(w.path, w)
+    return out
+
+
+def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
+    """d(scalar)/d(variable), original vs Keras, for every trainable bound variable.
+
+    scalar = sum of the float outputs, or with `loss` the outputs weighted by the
+    original's d loss / d output (so both sides differentiate the same function)."""
+    import tensorflow as tf
+
+    todo = [v for v in variables if v.trainable and v.role not in ("constant", "ignore")]
+    if not todo:
+        return []
+    weights = _weights_by_path(model)
+    bound = {}
+    for lb in layers:
+        for item in lb.variables:
+            bound.setdefault(item["variable"], []).append(item["weight"])
+    rows, want = [], []
+    for v in todo:
+        if v.name not in orig.var_inputs:
+            rows.append(dict(failed("variable is not read by the verified subgraph"),
+                             variable=v.name))
+            continue
+        paths = bound.get(v.name, [])
+        missing = [p for p in paths if p not in weights]
+        if not paths or missing:
+            rows.append(dict(failed(f"no Keras weight for it (bound: {paths}, not in the "
+                                    f"model: {missing})"), variable=v.name))
+            continue
+        frozen = [p for p in paths if not weights[p].trainable]
+        if frozen:
+            rows.append(dict(failed(f"trainable variable, but Keras weight(s) {frozen} "
+                                    "are not trainable"), variable=v.name))
+            continue
+        if v.name in orig.problems:
+            rows.append(dict(failed(orig.problems[v.name]), variable=v.name))
+            continue
+        rows.append({"variable": v.name})
+        want.append((len(rows) - 1, v, paths))
+    if not want:
+        return rows
+    # original side
+    float_idx = []
+    with orig.graph.as_default():
+        ys = []
+        for i, name in enumerate(outputs):
+            t = orig.tensor(name)
+            if t.dtype.is_floating:
+                float_idx.append(i)
+                ys.append(t)
+        if not ys:
+            for i, v, _ in want:
+                rows[i].update(failed("no float model output to differentiate"))
+            return rows
+        try:
+            if loss_t:
+                gys = tf.gradients(orig.tensor(loss_t), ys)
+                gys = [tf.zeros_like(y) if g is None else tf.stop_gradient(g)
+                       for y, g in zip(ys, gys)]
+            else:
+                gys = [tf.ones_like(y) for y in ys]
+            xs = [orig.var_inputs[v.name] for _, v, _ in want]
+            grads = tf.gradients(ys, xs, grad_ys=gys)
+            grads = [tf.zeros_like(x_) if g is None else tf.convert_to_tensor(g)
+                     for x_, g in zip(xs, grads)]
+            got = orig.session.run(list(grads) + list(gys), feed_dict=orig.feed)
+        except Exception as e:  # noqa: BLE001
+            for i, v, _ in want:
+                rows[i].update(failed(f"original gradient failed: {type(e).__name__}: {e}"))
+            return rows
+    tf_grads, gy_values = got[:len(want)], got[len(want):]
+    # keras side
+    train = list(dict.fromkeys(p for _, _, paths in want for p in paths))
+    try:
+        with tf.GradientTape() as tape:
+            outs = model(x, training=False)
+            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            total = tf.add_n([tf.reduce_sum(tf.cast(outs[i], gy.dtype) * gy)
+                              for i, gy in zip(float_idx, gy_values)])
+        kgrads = tape.gradient(total, [weights[p] for p in train])
+    except Exception as e:  # noqa: BLE001
+        for i, v, _ in want:
+            rows[i].update(failed(f"Keras gradient failed: {type(e).__name__}: {e}"))
+        return rows
+    kg = {p: (np.zeros(weights[p].shape, np.float32) if g is None else np.asarray(g))
+          for p, g in zip(train, kgrads)}
+    for (i, v, paths), g_tf in zip(want, tf_grads):
+        g_k, why = _to_variable_layout(v, paths, weights, kg)
+        rows[i].update(failed(why) if why else compare(g_k, g_tf, atol, rtol))
+    return rows
+
+
+def _to_variable_layout(v, paths, weights, kg):
+    """Keras gradient(s) in the TF variable's layout: same shape, or an element
+    permutation recovered from the (unique) weight values; else (None, reason)."""
+    value = np.asarray(v.value)
+    if len(paths) == 1 and tuple(weights[paths[0]].shape) == value.shape:
+        return kg[paths[0]], None
+    kvals = np.concatenate([np.asarray(weights[p].numpy()).reshape(-1) for p in paths])
+    kgrad = np.concatenate([kg[p].reshape(-1) for p in paths])
+    flat = value.reshape(-1)
+    if kvals.size == flat.size and np.unique(flat).size == flat.size:
+        order = np.argsort(flat)
+        pos = np.searchsorted(flat[order], kvals)
+        pos = np.clip(pos, 0, flat.size - 1)
+        src = order[pos]
+        if np.array_equal(flat[src], kvals) and np.unique(src).size == flat.size:
+            out = np.empty_like(kgrad)
+            out[src] = kgrad
+            return out.reshape(value.shape), None
+    return None, (f"Keras weights {paths} do not hold the variable's values in a layout "
+                  f"verify can map back (shape {list(value.shape)}); gradient not compared")
+
+
+def _worst(rows, n=WORST):
+    def key(r):
+        s = r["isolated"]
+        rank = {FAILED: 2, INACCURATE: 1, OK: 0}[s["status"]]
+        m = s["max_abs"]
+        m = float("inf") if isinstance(m, str) else (m or 0.0)
+        return (rank, m)
+
+    ranked = sorted(rows, key=key, reverse=True)[:n]
+    return [{"layer": r["layer"], "status": r["isolated"]["status"],
+             "max_abs": r["isolated"]["max_abs"],
+             "cumulative_max_abs": r["cumulative"]["max_abs"]} for r in ranked]
