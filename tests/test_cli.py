@@ -1,0 +1,87 @@
+"""`tb-varmap` run as users run it: a real process over real TF-written model dirs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tb_varmap.demo.generate import generate
+
+MODELS = ["dense_nobias", "conv_bias", "custom_sigmoid"]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_models")
+    generate(str(out), models=MODELS, variants=("ref", "resource"))
+    return out
+
+
+@pytest.fixture
+def logdir(generated, tmp_path):
+    shutil.copytree(generated, tmp_path / "logdir")
+    return str(tmp_path / "logdir")
+
+
+def tb_varmap(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "tb_varmap.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_runs(logdir):
+    result = tb_varmap("runs", "--logdir", logdir, "--json")
+    assert result.returncode == 0, result.stderr
+    names = {row["run"] for row in json.loads(result.stdout)}
+    assert names == {m + suffix for m in MODELS for suffix in ("", "_resource")}
+
+
+@pytest.mark.parametrize("run", ["dense_nobias", "dense_nobias_resource"])
+def test_roles_json_fields(logdir, run):
+    result = tb_varmap("roles", "--logdir", logdir, "--run", run, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    for row in rows:
+        assert {"variable", "node", "shape", "dtype", "role", "confidence", "source", "trainable"} <= set(row)
+    weights = [row for row in rows if row["kind"] == "weight"]
+    assert len(weights) == 1
+    assert weights[0]["shape"] == [10, 5]
+    assert weights[0]["role"] == "dense.kernel"
+    assert weights[0]["source"] == "inferred"
+    assert weights[0]["trainable"] is True
+
+
+def test_roles_table(logdir):
+    result = tb_varmap("roles", "--logdir", logdir, "--run", "conv_bias")
+    assert result.returncode == 0, result.stderr
+    assert "conv.kernel" in result.stdout and "conv.bias" in result.stdout
+
+
+def test_bad_input_exits_2_with_one_line(logdir):
+    for args in (
+        ["roles", "--logdir", logdir, "--run", "nope"],
+        ["roles", "--logdir", os.path.join(logdir, "missing"), "--run", "."],
+        ["roles", "--logdir", logdir, "--run", "../etc"],
+        ["roles", "--logdir", logdir, "--run", "dense_nobias", "--step", "12345"],
+        ["tag", "--logdir", logdir, "--run", "custom_sigmoid", "--set", "param=conv.kernel"],
+        ["roles"],
+    ):
+        result = tb_varmap(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("tb-varmap")]
+        assert len(lines) == 1, result.stderr
+    message = tb_varmap("roles", "--logdir", logdir, "--run", "nope").stderr
+    assert "'nope'" in message
+
+
+def test_tag_set_and_clear(logdir):
+    result = tb_varmap("tag", "--logdir", logdir, "--run", "custom_sigmoid", "--set", "param=constant")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(tb_varmap("roles", "--logdir", logdir, "--run", "custom_sigmoid", "--json").stdout)
+    param = next(row for row in rows if row["variable"] == "param")
+    assert (param["role"], param["source"]) == ("constant", "tag")
+    assert tb_varmap("tag", "--logdir", logdir, "--run", "custom_sigmoid", "--clear", "param").returncode == 0
+    tags = json.load(open(os.path.join(logdir, "custom_sigmoid", "varmap", "tags.json")))
+    assert tags["revision"] == 2 and tags["variables"] == {}
