@@ -48,12 +48,6 @@ def runs_impl(cache):
     return {"runs": [cache.describe(name) for name in cache.run_names()]}
 
 
-def graph_impl(run_data):
-    if run_data.graph_def is None:
-        raise NotFound("run %r has no graph (no graph event, graph.pbtxt, graph.pb or .meta)" % run_data.run)
-    return runcache.graph_json(run_data)
-
-
 def variables_impl(run_data, step=None):
     step = runcache.resolve_step(run_data, step)
     stored = tags_mod.load_tags(run_data.run_dir)
@@ -208,7 +202,10 @@ class VarMapPlugin(base_plugin.TBPlugin):
 
     def _handle(self, request, work):
         try:
-            return self._respond(request, *work())
+            result = work()
+            if isinstance(result, wrappers.Response):
+                return result
+            return self._respond(request, *result)
         except VarMapError as e:
             return self._error(request, e)
         except Exception as e:  # a bug must not leak a traceback to the client
@@ -257,7 +254,13 @@ class VarMapPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def graph_route(self, request):
-        return self._handle(request, lambda: (graph_impl(self._run_data(request)),))
+        def get():
+            payload = self._cache.graph_payload(
+                request.args.get("run"), experiment_id=plugin_util.experiment_id(request.environ)
+            )
+            return http_util.Respond(request, payload, "application/json", content_encoding="gzip")
+
+        return self._handle(request, get)
 
     @wrappers.Request.application
     def variables_route(self, request):

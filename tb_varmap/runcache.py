@@ -4,6 +4,8 @@ A RunData is reused until the files of its run directory change (name, size, mti
 so the graph JSON and variable listing of a big run are built once.
 """
 
+import gzip
+import json
 import os
 import threading
 import time
@@ -60,6 +62,12 @@ def graph_json(run_data):
     return run_data.graph_json()
 
 
+def encode_graph(run_data):
+    """The /graph response body, gzipped once (it is served many times)."""
+    text = json.dumps(graph_json(run_data), separators=(",", ":"), allow_nan=False)
+    return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
+
+
 class RunCache:
     def __init__(self, logdir, data_provider=None):
         self._logdir = logdir
@@ -67,6 +75,8 @@ class RunCache:
         self._lock = threading.Lock()
         self._runs = (0.0, [])
         self._entries = {}
+        self._payloads = {}
+        self._payload_locks = {}
 
     def run_names(self):
         from tb_varmap import run as run_mod
@@ -97,6 +107,20 @@ class RunCache:
         with self._lock:
             self._entries[run] = (signature, data)
         return data
+
+    def graph_payload(self, run, experiment_id=None):
+        """(RunData, gzipped graph JSON), built once per version of the run's files."""
+        data = self.get(run, experiment_id=experiment_id)
+        if data.graph_def is None:
+            raise NotFound("run %r has no graph (no graph event, graph.pbtxt, graph.pb or .meta)" % run)
+        with self._lock:
+            lock = self._payload_locks.setdefault(run, threading.Lock())
+        with lock:  # concurrent first requests build it once
+            cached = self._payloads.get(run)
+            if cached is None or cached[0] is not data:
+                cached = (data, encode_graph(data))
+                self._payloads[run] = cached
+        return cached[1]
 
     def describe(self, run):
         directory = run_dir(self._logdir, run)
