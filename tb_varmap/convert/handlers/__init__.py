@@ -1,0 +1,5 @@
+"""Handler families; importing this package registers every handler."""
+
+from tb_varmap.convert.handlers import (  # noqa: F401
+    activations, conv, dense, elementwise, identity, normalization, pooling, reductions,
+    shape)
