@@ -224,7 +224,7 @@ def build_cnn_bn_adam(model_dir, variant="ref"):
             train_logits = _cnn(x, training=True)
         loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=train_logits),
-            name="loss")
+            name="total_loss")
         v1.summary.scalar("loss", loss)
         global_step = v1.train.get_or_create_global_step()
         with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
@@ -266,7 +266,7 @@ def build_mlp_estimator_style(model_dir, variant="ref"):
         tf.nn.softmax(logits, name="probs")
         loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits),
-            name="loss")
+            name="total_loss")
         v1.summary.scalar("loss", loss)
         global_step = v1.train.get_or_create_global_step()
         train_op = v1.train.GradientDescentOptimizer(0.1).minimize(loss, global_step=global_step)
@@ -309,10 +309,11 @@ def build_partitioned_embedding(model_dir, variant="ref"):
         table = v1.get_variable("embedding", [10, 4], initializer=_init(81, 1.0),
                                 partitioner=v1.fixed_size_partitioner(3))
         emb = v1.nn.embedding_lookup(table, ids, partition_strategy="mod", name="lookup")
+        emb = tf.identity(emb, name="embedded")
         h = tf.reduce_mean(emb, axis=1, name="mean")
         y = _dense(h, 3, "fc", 91, kernel_name="weights", bias_name="biases")
         y = tf.identity(y, name="y")
-        loss = tf.reduce_mean(tf.square(y - target), name="loss")
+        loss = tf.reduce_mean(tf.square(y - target), name="total_loss")
         global_step = v1.train.get_or_create_global_step()
         train_op = v1.train.GradientDescentOptimizer(0.5).minimize(loss, global_step=global_step)
         saver = v1.train.Saver(max_to_keep=5)
