@@ -30,7 +30,7 @@ export class App {
     this.runSel = h("select#vm-run", { title: "run", onchange: () => this.loadRun(this.runSel.value) });
     this.stepSel = h("select#vm-step", { title: "checkpoint step", onchange: () => this.loadVariables() });
     this.search = h("input.search", { type: "search", placeholder: "Search node or op  ( / )", oninput: () => this.showMatches(), onkeydown: (e) => this.searchKey(e) });
-    this.matches = h("div.matches");
+    this.matches = h("div.matches", { hidden: true });
     this.machToggle = h("input", { type: "checkbox", onchange: () => { this.showMachinery = this.machToggle.checked; this.relayout(); } });
     this.saveBtn = h("button.primary#vm-save", { onclick: () => this.save(), disabled: true }, "Save");
     this.exportBtn = h("button.accent#vm-export", { onclick: () => this.startExport() }, "Export");

@@ -1,7 +1,9 @@
 // Tiny DOM helpers: h("div.cls", {attrs}, ...children).
 export function h(tag, attrs, ...kids) {
-  const [name, ...classes] = tag.split(".");
+  const [head, id] = tag.split("#");
+  const [name, ...classes] = head.split(".");
   const el = document.createElement(name || "div");
+  if (id) el.id = id;
   if (classes.length) el.className = classes.join(" ");
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v == null || v === false) continue;

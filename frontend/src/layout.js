@@ -2,9 +2,33 @@
 import ELK from "elkjs/lib/elk-api.js";
 
 let elk = null;
+let failed = null; // rejects pending layouts when the worker cannot load or crashes
+const waiting = new Set();
+
 function engine() {
-  if (!elk) elk = new ELK({ workerUrl: new URL("static/elk-worker.js", document.baseURI).href });
+  if (elk) return elk;
+  const url = new URL("static/elk-worker.js", document.baseURI).href;
+  elk = new ELK({
+    workerUrl: url,
+    workerFactory: (u) => {
+      const w = new Worker(u);
+      w.addEventListener("error", (e) => {
+        failed = new Error(`layout worker ${url} failed: ${e.message || "could not load"}`);
+        for (const reject of waiting) reject(failed);
+        waiting.clear();
+        elk = null;
+      });
+      return w;
+    },
+  });
   return elk;
+}
+
+function guarded(promise) {
+  return new Promise((resolve, reject) => {
+    waiting.add(reject);
+    promise.then(resolve, reject).finally(() => waiting.delete(reject));
+  });
 }
 
 const OPTIONS = {
@@ -42,7 +66,8 @@ export async function layoutGraph(vg, size) {
   }
   for (const e of vg.edges.values()) root.edges.push({ id: e.key, sources: [e.from], targets: [e.to] });
 
-  const out = await engine().layout(root);
+  failed = null;
+  const out = await guarded(engine().layout(root));
   const boxes = new Map();
   const edges = new Map();
   const walk = (n) => {
