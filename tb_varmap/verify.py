@@ -4,7 +4,7 @@ The original runs in a `tf.compat.v1` Session over an imported copy of the Graph
 variable's read tensors are mapped (`input_map`) to one placeholder holding the checkpoint
 value, so gradients w.r.t. variables are plain `tf.gradients` w.r.t. those placeholders.
 Error model: an element passes if |keras - original| <= atol + rtol * |original|
-(np.allclose); atol is never below FLOAT_NOISE. Relative error is
+(np.allclose); atol and rtol are never below FLOAT_NOISE (1.2e-7). Relative error is
 |keras - original| / max(|original|, atol).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from tb_varmap.errors import BadInput
 
-FLOAT_NOISE = 1e-7
+FLOAT_NOISE = 1.2e-7      # ~float32 epsilon: differences this small never fail
 SAMPLE_SIZE = 200
 HIST_BINS = 20
 UNKNOWN_DIM = 8          # size given to an unknown non-batch dim of a random input
@@ -33,6 +33,8 @@ _GATHERS = {"Gather": 1, "GatherV2": 1, "ResourceGather": 1, "GatherNd": 1,
             "ResourceGatherNd": 1, "SparseSegmentMean": 1, "SparseSegmentSum": 1,
             "SparseSegmentSqrtN": 1}
 _VAR_OPS = {"VariableV2", "Variable", "VarHandleOp"}
+# ops that take a resource handle and whose gradient TF routes to the handle
+_HANDLE_OPS = {"ResourceGather", "ResourceGatherNd", "ReadVariableOp"}
 
 
 # ---------------------------------------------------------------- graph helpers
@@ -114,6 +116,9 @@ def _id_tables(gd, name, variables):
         for t in v.read_tensors:
             by_read[_tensor_name(t)] = v
             by_read[_node_name(t)] = v
+            node = nodes.get(_node_name(t))
+            if node is not None and node.op == "ReadVariableOp":
+                by_read[_node_name(node.input[0])] = v   # the handle itself
     sizes, seen, todo = [], set(), [name]
     while todo:
         cur = todo.pop()
@@ -260,6 +265,7 @@ def compare(keras_value, original, atol=1e-5, rtol=1e-5):
     if a.size == 0:
         return {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": 0.0, "status": OK}
     atol = max(float(atol), FLOAT_NOISE)
+    rtol = max(float(rtol), FLOAT_NOISE)
     both_nan = np.isnan(a) & np.isnan(b)
     bad_nan = np.isnan(a) & np.isfinite(b)
     same_inf = np.isinf(a) & (a == b)
@@ -326,7 +332,7 @@ class _Original:
         self.mapped = {}         # original tensor name -> tensor in self.graph
         self.problems = {}       # variable name -> why its gradient cannot be taken
         with self.graph.as_default():
-            input_map = self._map_variables(variables)
+            input_map = self._map_variables(variables, nodes)
             try:
                 tf.compat.v1.import_graph_def(sub, input_map=input_map, name="orig")
             except Exception as e:  # noqa: BLE001
@@ -335,13 +341,19 @@ class _Original:
         self.feed = self._feeds(feed)
         self.session = tf.compat.v1.Session(graph=self.graph)
 
-    def _map_variables(self, variables):
+    def _map_variables(self, variables, full_nodes):
+        """input_map sending every read of a bound variable to its placeholder (a slice
+        of it for a partition); a resource handle that ops use directly (ResourceGather,
+        a function call) is sent to a fresh resource variable holding the value."""
         import tensorflow as tf
 
+        cons = _consumers_of(self.nodes)
         input_map = {}
+        self.handles = {}        # variable name -> [resource handles in self.graph]
         for v in variables:
             reads = [_tensor_name(t) for t in v.read_tensors if _node_name(t) in self.nodes]
-            if not reads:
+            handles = {h for h in _handles(full_nodes, v) if _node_name(h) in self.nodes}
+            if not reads and not handles:
                 continue
             value = np.asarray(v.value)
             safe = re.sub(r"[^A-Za-z0-9_.\-/]", "_", v.name)
@@ -349,35 +361,40 @@ class _Original:
                                           name="varmap_var/" + safe)
             self.var_inputs[v.name] = ph
             self.var_values[v.name] = value
-            parts = self._partitions(reads)
+            parts = _partition_index(reads)
+            count = len(set(parts.values()))
             for t in reads:
                 node = self.nodes[_node_name(t)]
-                dtype = _read_dtype(node, t)
-                if dtype == tf.resource:
-                    # handle passed into a function: a resource variable holds the value
-                    rv = tf.compat.v1.Variable(ph, use_resource=True, trainable=False,
-                                               name="varmap_res/" + safe)
-                    input_map[t] = rv.handle
-                    self.mapped[t] = rv.handle
-                    self.problems[v.name] = ("the variable's resource handle is captured by "
-                                             f"a function ('{t}'); gradients through it are "
-                                             "not compared")
+                if _read_dtype(node) == tf.resource:
+                    handles.add(t)
                     continue
+                if node.op == "ReadVariableOp":
+                    handles.add(_tensor_name(node.input[0]))
                 src = ph
-                if len(parts) > 1 and t in parts:
-                    src = _part_of(ph, parts.index(t), len(parts), v.role, node)
+                if count > 1 and t in parts:
+                    src = _part_of(ph, parts[t], count, v.role, node)
                 input_map[t] = src
                 self.mapped[t] = src
+            for h in sorted(handles):
+                users = [n for n, _ in cons.get(_node_name(h), [])
+                         if n.op != "ReadVariableOp" or _tensor_name(n.name) not in input_map]
+                if not users:
+                    continue
+                if count > 1:
+                    self.problems[v.name] = (f"partitioned resource variable used directly by "
+                                             f"'{users[0].name}' ({users[0].op}); not supported")
+                    continue
+                rv = tf.compat.v1.Variable(ph, use_resource=True, trainable=False,
+                                           name="varmap_res/" + safe)
+                input_map[h] = rv.handle
+                self.mapped[h] = rv.handle
+                self.handles.setdefault(v.name, []).append(rv.handle)
+                calls = [n for n in users if n.op not in _HANDLE_OPS]
+                if calls:
+                    self.problems[v.name] = (
+                        f"the resource handle '{h}' is captured by '{calls[0].name}' "
+                        f"({calls[0].op}); gradients through it are not compared")
         return input_map
-
-    def _partitions(self, reads):
-        """Read tensors of partitions part_0..N, in order (or [] if not partitioned)."""
-        found = {}
-        for t in reads:
-            m = re.search(r"/part_(\d+)(/|:)", t)
-            if m:
-                found.setdefault(int(m.group(1)), t)
-        return [found[i] for i in sorted(found)] if len(found) > 1 else []
 
     def _feeds(self, feed):
         out = {}
@@ -420,7 +437,7 @@ class _Original:
         return out
 
 
-def _read_dtype(node, tensor):
+def _read_dtype(node):
     import tensorflow as tf
 
     if node.op == "VarHandleOp":
@@ -444,6 +461,43 @@ def _part_of(full, index, count, role, node):
     size = full.shape[0] // count
     start = index * size + min(index, full.shape[0] % count)
     return full[start:start + rows]
+
+
+def _consumers_of(nodes):
+    out = {}
+    for n in nodes.values():
+        for slot, inp in enumerate(n.input):
+            if not inp.startswith("^"):
+                out.setdefault(_node_name(inp), []).append((n, slot))
+    return out
+
+
+def _handles(nodes, v):
+    """Resource handle tensors behind a binding: inputs of its ReadVariableOps, handle
+    tensors it lists, or a VarHandleOp named like the variable."""
+    out = set()
+    for t in v.read_tensors:
+        node = nodes.get(_node_name(t))
+        if node is None:
+            continue
+        if node.op == "ReadVariableOp":
+            out.add(_tensor_name(node.input[0]))
+        elif _read_dtype(node) is not None and _read_dtype(node).name == "resource":
+            out.add(_tensor_name(t))
+    node = nodes.get(v.name)
+    if node is not None and node.op == "VarHandleOp":
+        out.add(_tensor_name(v.name))
+    return out
+
+
+def _partition_index(reads):
+    """{read tensor: partition number} for reads under '…/part_N/'."""
+    out = {}
+    for t in reads:
+        m = re.search(r"/part_(\d+)(/|:)", t)
+        if m:
+            out[t] = int(m.group(1))
+    return out
 
 
 # ---------------------------------------------------------------- keras side
@@ -487,6 +541,13 @@ def _model_feed(model, inputs, feed):
         dtype = getattr(kt, "dtype", None)
         out.append(np.asarray(value).astype(dtype) if dtype else value)
     return out
+
+
+def _structured(model, flat):
+    """Flat input values packed like model.input (a tensor, list or dict)."""
+    import keras
+
+    return keras.tree.pack_sequence_as(model.input, flat)
 
 
 # ---------------------------------------------------------------- verify
@@ -641,14 +702,14 @@ def _cumulative(model, layers, rows, values, x, atol, rtol):
     try:
         counts = [len(_layer_outputs(model, lb)) for lb in layers]
         flat = [t for lb in layers for t in _layer_outputs(model, lb)]
-        probe = keras.Model(model.inputs, list(model.outputs) + flat)
-        got = _flat_np(probe(x, training=False))
+        probe = keras.Model(model.input, list(model.outputs) + flat)
+        got = _flat_np(probe(_structured(probe, x), training=False))
     except Exception as e:  # noqa: BLE001
         reason = f"the Keras model could not run end to end: {type(e).__name__}: {e}"
         for row in rows:
             row["cumulative"] = failed(reason)
         try:
-            return _flat_np(model(x, training=False))
+            return _flat_np(model(_structured(model, x), training=False))
         except Exception as e2:  # noqa: BLE001
             return e2
     n_out = len(model.outputs)
@@ -695,6 +756,7 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
 
     scalar = sum of the float outputs, or with `loss` the outputs weighted by the
     original's d loss / d output (so both sides differentiate the same function)."""
+    import keras
     import tensorflow as tf
 
     todo = [v for v in variables if v.trainable and v.role not in ("constant", "ignore")]
@@ -749,10 +811,13 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
                        for y, g in zip(ys, gys)]
             else:
                 gys = [tf.ones_like(y) for y in ys]
-            xs = [orig.var_inputs[v.name] for _, v, _ in want]
-            grads = tf.gradients(ys, xs, grad_ys=gys)
-            grads = [tf.zeros_like(x_) if g is None else tf.convert_to_tensor(g)
-                     for x_, g in zip(xs, grads)]
+            grads = []
+            for _, v, _ in want:
+                ph = orig.var_inputs[v.name]
+                xs = [ph] + orig.handles.get(v.name, [])
+                parts = [tf.convert_to_tensor(g) for g in tf.gradients(ys, xs, grad_ys=gys)
+                         if g is not None]
+                grads.append(tf.add_n(parts) if parts else tf.zeros_like(ph))
             got = orig.session.run(list(grads) + list(gys), feed_dict=orig.feed)
         except Exception as e:  # noqa: BLE001
             for i, v, _ in want:
@@ -763,8 +828,7 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
     train = list(dict.fromkeys(p for _, _, paths in want for p in paths))
     try:
         with tf.GradientTape() as tape:
-            outs = model(x, training=False)
-            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            outs = keras.tree.flatten(model(_structured(model, x), training=False))
             total = tf.add_n([tf.reduce_sum(tf.cast(outs[i], gy.dtype) * gy)
                               for i, gy in zip(float_idx, gy_values)])
         kgrads = tape.gradient(total, [weights[p] for p in train])
@@ -772,7 +836,8 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
         for i, v, _ in want:
             rows[i].update(failed(f"Keras gradient failed: {type(e).__name__}: {e}"))
         return rows
-    kg = {p: (np.zeros(weights[p].shape, np.float32) if g is None else np.asarray(g))
+    kg = {p: (np.zeros(weights[p].shape, np.float32) if g is None
+              else tf.convert_to_tensor(g).numpy())
           for p, g in zip(train, kgrads)}
     for (i, v, paths), g_tf in zip(want, tf_grads):
         g_k, why = _to_variable_layout(v, paths, weights, kg)

@@ -1,0 +1,385 @@
+"""verify.py over real TF1 graphs + checkpoints and hand-built Keras 3 models."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+
+from tb_varmap import verify as V
+from tb_varmap.errors import BadInput
+
+try:  # the converter's types; stand-ins with the contract's fields until it lands
+    from tb_varmap.convert import Conversion, LayerBinding, VariableBinding
+except ImportError:  # pragma: no cover
+    @dataclasses.dataclass
+    class VariableBinding:
+        name: str
+        read_tensors: list
+        role: str
+        trainable: bool
+        value: np.ndarray
+
+    @dataclasses.dataclass
+    class LayerBinding:
+        layer: str
+        keras_class: str
+        tf_nodes: list
+        tf_inputs: list
+        tf_outputs: list
+        variables: list
+        standard: bool
+
+    @dataclasses.dataclass
+    class Conversion:
+        model: object
+        layers: list
+        report: dict
+
+
+SIZES = [(4, 8), (8, 8), (8, 3)]       # dense1..dense3; dense2 is square (transposable)
+
+
+def _reads(graph_def, var_node):
+    """Read tensors of a variable node, as link.py defines them."""
+    nodes = {n.name: n for n in graph_def.node}
+    if nodes[var_node].op == "VarHandleOp":
+        return sorted(n.name + ":0" for n in graph_def.node
+                      if n.op == "ReadVariableOp" and n.input[0] == var_node)
+    return [var_node + "/read:0"]
+
+
+def _save_tf1(tmp_path, build, resource=False, seed=1):
+    """Build a TF1 graph with `build()`, initialize, Saver-save; (graph_def, ckpt values)."""
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        with tf.compat.v1.variable_scope("", use_resource=resource):
+            build()
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "model.ckpt"), global_step=5)
+    reader = tf.train.load_checkpoint(prefix)
+    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+    return g.as_graph_def(), values
+
+
+def _build_mlp():
+    h = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+    for i, (n_in, n_out) in enumerate(SIZES, 1):
+        with tf.compat.v1.variable_scope(f"dense{i}"):
+            w = tf.compat.v1.get_variable("kernel", [n_in, n_out])
+            b = tf.compat.v1.get_variable(
+                "bias", [n_out], initializer=tf.compat.v1.random_normal_initializer())
+            h = tf.nn.bias_add(tf.matmul(h, w), b)
+            if i < 3:
+                h = tf.nn.relu(h)
+    tf.identity(h, name="out")
+
+
+def _mlp_layer_out(graph_def, i):
+    return f"dense{i}/Relu:0" if i < 3 else "dense3/BiasAdd:0"
+
+
+def mlp_case(tmp_path, resource=False):
+    gd, values = _save_tf1(tmp_path, _build_mlp, resource)
+    variables = [VariableBinding(name=k, read_tensors=_reads(gd, k),
+                                 role="dense." + k.split("/")[1], trainable=True,
+                                 value=values[k])
+                 for k in sorted(values)]
+    x = keras.Input((4,), name="x")
+    h, layers = x, []
+    prev = "x:0"
+    for i, (_, n_out) in enumerate(SIZES, 1):
+        name = f"dense{i}"
+        h = keras.layers.Dense(n_out, activation="relu" if i < 3 else None, name=name)(h)
+        out = _mlp_layer_out(gd, i)
+        layers.append(LayerBinding(
+            layer=name, keras_class="Dense", tf_nodes=[], tf_inputs=[prev], tf_outputs=[out],
+            variables=[{"variable": f"{name}/kernel", "role": "dense.kernel",
+                        "weight": f"{name}/kernel"},
+                       {"variable": f"{name}/bias", "role": "dense.bias",
+                        "weight": f"{name}/bias"}],
+            standard=True))
+        prev = out
+    model = keras.Model(x, h, name="mlp")
+    for i in range(1, 4):
+        model.get_layer(f"dense{i}").set_weights(
+            [values[f"dense{i}/kernel"], values[f"dense{i}/bias"]])
+    return gd, variables, Conversion(model=model, layers=layers, report={})
+
+
+def statuses(report, kind):
+    return {r["layer"]: r[kind]["status"] for r in report["layers"]}
+
+
+@pytest.mark.parametrize("resource", [False, True], ids=["ref", "resource"])
+def test_correct_model_passes_exactly(tmp_path, resource):
+    gd, variables, conv = mlp_case(tmp_path, resource)
+    seen = []
+    report = V.verify(gd, ["x"], ["out:0"], variables, conv,
+                      progress=lambda f, m: seen.append((f, m)))
+    assert report["passed"] is True
+    for row in report["layers"]:
+        assert row["isolated"] == {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": 0.0,
+                                   "status": "OK"}
+        assert row["cumulative"]["max_abs"] == 0.0
+    (out,) = report["outputs"]
+    assert out["name"] == "out:0" and out["status"] == "OK" and out["max_abs"] == 0.0
+    assert len(out["sample"]["original"]) == 2 * 3 == len(out["sample"]["keras"])
+    assert out["sample"]["original"] == out["sample"]["keras"]
+    assert sum(out["error_histogram"]["counts"]) == 6
+    assert len(out["error_histogram"]["edges"]) == len(out["error_histogram"]["counts"]) + 1
+    grads = {g["variable"]: g for g in report["gradients"]}
+    assert set(grads) == {f"dense{i}/{k}" for i in (1, 2, 3) for k in ("kernel", "bias")}
+    assert all(g["status"] == "OK" for g in grads.values()), grads
+    assert max(g["max_abs"] for g in grads.values()) <= 1e-6
+    assert report["inputs"]["source"] == "random"
+    assert report["inputs"]["tensors"][0]["shape"] == [2, 4]
+    assert seen[0][0] == 0.0 and seen[-1][0] == 1.0
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+    json.dumps(report, allow_nan=False)
+
+
+def test_transposed_kernel_is_named_in_isolation(tmp_path):
+    gd, variables, conv = mlp_case(tmp_path)
+    layer = conv.model.get_layer("dense2")
+    k, b = layer.get_weights()
+    layer.set_weights([k.T, b])
+    report = V.verify(gd, ["x"], ["out:0"], variables, conv)
+    assert report["passed"] is False
+    assert statuses(report, "isolated") == {"dense1": "OK", "dense2": "INACCURATE",
+                                            "dense3": "OK"}
+    assert statuses(report, "cumulative") == {"dense1": "OK", "dense2": "INACCURATE",
+                                              "dense3": "INACCURATE"}
+    assert report["layers"][0]["isolated"]["max_abs"] == 0.0
+    assert report["layers"][1]["isolated"]["max_abs"] > 1e-3
+    assert report["worst"][0]["layer"] == "dense2"
+    assert report["outputs"][0]["status"] == "INACCURATE"
+    grads = {g["variable"]: g["status"] for g in report["gradients"]}
+    assert grads["dense2/kernel"] == "INACCURATE"
+
+
+def test_nontrainable_layer_and_wrong_weight_caught_by_gradients(tmp_path):
+    gd, variables, conv = mlp_case(tmp_path)
+    conv.model.get_layer("dense1").trainable = False
+    report = V.verify(gd, ["x"], ["out:0"], variables, conv)
+    grads = {g["variable"]: g for g in report["gradients"]}
+    assert grads["dense1/kernel"]["status"] == "FAILED"
+    assert "not trainable" in grads["dense1/kernel"]["reason"]
+    assert grads["dense2/kernel"]["status"] == "OK"
+    assert statuses(report, "isolated") == dict.fromkeys(["dense1", "dense2", "dense3"], "OK")
+    assert report["passed"] is False
+
+    # a wrong value that forward outputs do not see on this input: dense3's bias is
+    # compared fine, but a wrong dense3 kernel changes dense2's gradients
+    gd, variables, conv = mlp_case(tmp_path / "b")
+    layer = conv.model.get_layer("dense3")
+    k, b = layer.get_weights()
+    layer.set_weights([k * 1.01, b])
+    report = V.verify(gd, ["x"], ["out:0"], variables, conv)
+    grads = {g["variable"]: g["status"] for g in report["gradients"]}
+    assert grads["dense2/kernel"] == "INACCURATE" and grads["dense3/bias"] == "OK"
+
+
+def test_gradients_of_a_named_loss(tmp_path):
+    def build():
+        _build_mlp()
+        g = tf.compat.v1.get_default_graph()
+        labels = tf.compat.v1.placeholder(tf.float32, [None, 3], name="labels")
+        tf.reduce_mean(tf.square(g.get_tensor_by_name("out:0") - labels), name="loss")
+
+    gd, values = _save_tf1(tmp_path, build)
+    _, variables, conv = mlp_case(tmp_path / "m")
+    for v in variables:
+        v.value = values[v.name]
+    for i in range(1, 4):
+        conv.model.get_layer(f"dense{i}").set_weights(
+            [values[f"dense{i}/kernel"], values[f"dense{i}/bias"]])
+    plain = V.verify(gd, ["x"], ["out:0"], variables, conv)
+    lossy = V.verify(gd, ["x"], ["out:0"], variables, conv, loss="loss")
+    assert lossy["passed"] is True
+    g1 = {g["variable"]: g for g in plain["gradients"]}
+    g2 = {g["variable"]: g for g in lossy["gradients"]}
+    assert all(g["status"] == "OK" for g in g2.values())
+    assert set(g1) == set(g2)
+    # a wrong dense3 kernel shows in the loss-weighted gradients of dense2
+    k, b = conv.model.get_layer("dense3").get_weights()
+    conv.model.get_layer("dense3").set_weights([k + 0.1, b])
+    wrong = V.verify(gd, ["x"], ["out:0"], variables, conv, loss="loss")
+    wrong = {g["variable"]: g["status"] for g in wrong["gradients"]}
+    assert wrong["dense2/kernel"] == wrong["dense2/bias"] == "INACCURATE"
+    assert wrong["dense3/bias"] == "OK"     # d loss/d b3 = d loss/d y: weights unused
+
+
+def test_layer_with_bad_binding_fails_without_sinking_others(tmp_path):
+    gd, variables, conv = mlp_case(tmp_path)
+    conv.layers[1].tf_outputs = ["dense2/BiasAdd:0", "dense2/Relu:0"]
+    conv.layers[2].tf_inputs = ["no_such_node:0"]
+    with pytest.raises(BadInput, match="no_such_node"):
+        V.verify(gd, ["x"], ["out:0"], variables, conv)
+    conv.layers[2].tf_inputs = ["dense2/Relu:0"]
+    report = V.verify(gd, ["x"], ["out:0"], variables, conv)
+    iso = {r["layer"]: r["isolated"] for r in report["layers"]}
+    assert iso["dense2"]["status"] == "FAILED" and "2 tf_outputs" in iso["dense2"]["reason"]
+    assert iso["dense1"]["status"] == iso["dense3"]["status"] == "OK"
+    assert report["passed"] is False
+
+
+# ---------------------------------------------------------------- embeddings / int inputs
+
+VOCAB, DIM = 7, 5
+
+
+def _build_embed():
+    ids = tf.compat.v1.placeholder(tf.int32, [None, 6], name="ids")
+    table = tf.compat.v1.get_variable("emb/embeddings", [VOCAB, DIM])
+    e = tf.gather(table, ids, name="emb/lookup")
+    m = tf.reduce_mean(e, axis=1, name="pool/mean")
+    with tf.compat.v1.variable_scope("fc"):
+        w = tf.compat.v1.get_variable("kernel", [DIM, 2])
+        b = tf.compat.v1.get_variable("bias", [2])
+    tf.nn.bias_add(tf.matmul(m, w), b, name="logits")
+
+
+def embed_case(tmp_path, resource=False):
+    gd, values = _save_tf1(tmp_path, _build_embed, resource)
+    roles = {"emb/embeddings": "embedding.table", "fc/kernel": "dense.kernel",
+             "fc/bias": "dense.bias"}
+    variables = [VariableBinding(k, _reads(gd, k), roles[k], True, values[k]) for k in roles]
+    ids = keras.Input((6,), dtype="int32", name="ids")
+    e = keras.layers.Embedding(VOCAB, DIM, name="emb")(ids)
+    m = keras.layers.GlobalAveragePooling1D(name="pool")(e)
+    y = keras.layers.Dense(2, name="fc")(m)
+    model = keras.Model(ids, y)
+    model.get_layer("emb").set_weights([values["emb/embeddings"]])
+    model.get_layer("fc").set_weights([values["fc/kernel"], values["fc/bias"]])
+    layers = [
+        LayerBinding("emb", "Embedding", [], ["ids:0"], ["emb/lookup:0"],
+                     [{"variable": "emb/embeddings", "role": "embedding.table",
+                       "weight": "emb/embeddings"}], True),
+        LayerBinding("pool", "GlobalAveragePooling1D", [], ["emb/lookup:0"],
+                     ["pool/mean:0"], [], True),
+        LayerBinding("fc", "Dense", [], ["pool/mean:0"], ["logits:0"],
+                     [{"variable": "fc/kernel", "role": "dense.kernel", "weight": "fc/kernel"},
+                      {"variable": "fc/bias", "role": "dense.bias", "weight": "fc/bias"}],
+                     True),
+    ]
+    return gd, variables, Conversion(model, layers, {})
+
+
+@pytest.mark.parametrize("resource", [False, True], ids=["ref", "resource"])
+def test_int_inputs_index_the_embedding_table(tmp_path, resource):
+    gd, variables, conv = embed_case(tmp_path, resource)
+    seen = set()
+    for seed in range(20):
+        feed = V.make_inputs(gd, ["ids"], variables, seed)
+        ids = feed["ids"]
+        assert ids.dtype == np.int32 and ids.shape == (2, 6)
+        assert ids.min() >= 0 and ids.max() < VOCAB
+        seen.update(ids.ravel().tolist())
+    assert seen == set(range(VOCAB))
+    again = V.make_inputs(gd, ["ids"], variables, 3)["ids"]
+    assert np.array_equal(again, V.make_inputs(gd, ["ids"], variables, 3)["ids"])
+    report = V.verify(gd, ["ids"], ["logits:0"], variables, conv, seed=4)
+    assert report["passed"] is True, report
+    assert report["inputs"]["tensors"][0]["max"] < VOCAB
+    grads = {g["variable"]: g["status"] for g in report["gradients"]}
+    assert grads == {"emb/embeddings": "OK", "fc/kernel": "OK", "fc/bias": "OK"}
+
+
+def test_make_inputs_shapes_dtypes_and_errors(tmp_path):
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.placeholder(tf.float64, [None, None, 3], name="seq")
+        tf.compat.v1.placeholder(tf.bool, [], name="training")
+        tf.compat.v1.placeholder(tf.int64, [4], name="n")
+        tf.compat.v1.placeholder(tf.float32, None, name="anything")
+        tf.compat.v1.placeholder(tf.string, [2], name="text")
+        tf.constant(1.0, name="c")
+    gd = g.as_graph_def()
+    feed = V.make_inputs(gd, ["seq", "training", "n"], [], seed=0, batch=3)
+    assert feed["seq"].shape == (3, V.UNKNOWN_DIM, 3) and feed["seq"].dtype == np.float64
+    assert feed["training"].dtype == bool and not feed["training"]
+    assert feed["n"].dtype == np.int64 and 0 <= feed["n"].min() and feed["n"].max() < 10
+    with pytest.raises(BadInput, match="'anything'.*unknown rank"):
+        V.make_inputs(gd, ["anything"], [], 0)
+    with pytest.raises(BadInput, match="'text'.*string"):
+        V.make_inputs(gd, ["text"], [], 0)
+    with pytest.raises(BadInput, match="'c'.*expected a Placeholder"):
+        V.make_inputs(gd, ["c"], [], 0)
+    with pytest.raises(BadInput, match="'nope'.*no such node"):
+        V.make_inputs(gd, ["nope"], [], 0)
+
+
+# ---------------------------------------------------------------- npz
+
+def test_npz_inputs_are_checked(tmp_path):
+    gd, variables, conv = mlp_case(tmp_path)
+    good = tmp_path / "good.npz"
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    np.savez(good, x=x)                       # float64: same kind, cast to float32
+    feed = V.load_inputs_npz(str(good), gd, ["x"])
+    assert feed["x"].dtype == np.float32 and feed["x"].shape == (5, 4)
+    report = V.verify(gd, ["x"], ["out:0"], variables, conv, feed)
+    assert report["passed"] and report["inputs"]["source"] == "feed"
+    assert report["inputs"]["tensors"][0]["shape"] == [5, 4]
+
+    cases = {
+        "missing": ({"y": x}, r"missing key 'x'"),
+        "shape": ({"x": x[:, :3]}, r"key 'x': shape \[5, 3\] does not fit placeholder "
+                                   r"shape \[\?, 4\]"),
+        "rank": ({"x": x[0]}, r"key 'x': shape \[4\]"),
+        "dtype": ({"x": x.astype(np.int32)}, r"key 'x': dtype int32 does not fit.*float32"),
+    }
+    for name, (arrays, pattern) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(BadInput, match=pattern) as err:
+            V.load_inputs_npz(str(path), gd, ["x"])
+        assert str(path) in str(err.value)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(BadInput, match="junk.npz.*not a readable .npz"):
+        V.load_inputs_npz(str(tmp_path / "junk.npz"), gd, ["x"])
+    with pytest.raises(BadInput, match="missing key 'x'"):
+        V.verify(gd, ["x"], ["out:0"], variables, conv, {"z": x})
+
+
+# ---------------------------------------------------------------- comparison rules
+
+def test_compare_tolerance_rules():
+    b = np.array([1.0, -2.0, 0.0, 1000.0], np.float32)
+    assert V.compare(b, b)["status"] == "OK"
+    assert V.compare(b + 1e-7, b, atol=0, rtol=0)["status"] == "OK"      # float noise
+    assert V.compare(b.astype(np.float64) + 1e-7, b, atol=0, rtol=0)["status"] == "OK"
+    assert V.compare(b + 1e-6, b, atol=0, rtol=0)["status"] == "INACCURATE"
+    assert V.compare(b + np.float32(2e-5), b)["status"] == "INACCURATE"
+    big = b.copy()
+    big[3] += 5e-3                             # within atol + rtol * 1000 = 1.001e-2
+    assert V.compare(big, b, atol=1e-5, rtol=1e-5)["status"] == "OK"
+    assert V.compare(big, b)["max_abs"] == pytest.approx(5e-3, 1e-2)
+    assert V.compare(big, b)["max_rel"] == pytest.approx(5e-6, 1e-2)
+    big[3] += 5e-2
+    assert V.compare(big, b, atol=1e-5, rtol=1e-5)["status"] == "INACCURATE"
+    assert V.compare(big, b, atol=1e-5, rtol=1e-4)["status"] == "OK"
+    nan = b.copy()
+    nan[0] = np.nan
+    r = V.compare(nan, b)
+    assert r["status"] == "FAILED" and "NaN" in r["reason"]
+    assert V.compare(nan, nan)["status"] == "OK"                         # NaN where NaN
+    r = V.compare(b[:3], b)
+    assert r["status"] == "FAILED" and "shape mismatch" in r["reason"]
+    assert r["max_abs"] is None
+    inf = b.copy()
+    inf[1] = np.inf
+    r = V.compare(inf, b)
+    assert r["status"] == "INACCURATE" and r["max_abs"] == "inf"
+    json.dumps(r, allow_nan=False)
+    s = V.sample(np.arange(1000.0))
+    assert len(s) == V.SAMPLE_SIZE and s[0] == 0.0 and s[-1] == 999.0
+    assert not any(isinstance(v, float) and math.isnan(v) for v in V.sample([np.nan]))
