@@ -207,7 +207,8 @@ def _cnn(x, training):
 
 
 def build_cnn_bn_adam(model_dir, variant="ref"):
-    """Small CNN, fused + unfused BN, Adam, trained 5 steps; checkpoints at steps 2 and 5.
+    """conv1+bias -> fused BN -> relu -> maxpool -> conv2+bias -> unfused BN -> relu -> avgpool
+    -> mean -> dense -> softmax probs; Adam, trained 5 steps; checkpoints at steps 2 and 5.
 
     The inference tower (ops under `model/`, moving statistics) feeds `probs`; the training
     tower (`model_1/`, batch statistics, updates moving_mean/variance) feeds `loss`.
