@@ -597,7 +597,9 @@ def verify(graph_def, inputs, outputs, variables, conversion, feed=None, *, atol
     report["outputs"] = _outputs(outputs, values, keras_outs, atol, rtol)
     say(0.7, "comparing gradients")
     report["gradients"] = _gradients(orig, model, layers, variables, outputs, loss_t, x,
-                                     atol, rtol)
+                                     atol, rtol, values, seed)
+    report["gradient_of"] = (f"loss '{loss_t}' (through the outputs)" if loss_t else
+                             f"sum of the outputs weighted by N(0, 1) noise (seed {seed})")
     orig.session.close()
     report["worst"] = _worst(rows)
     stats = ([r["isolated"] for r in rows] + [r["cumulative"] for r in rows]
@@ -751,11 +753,14 @@ def _weights_by_path(model):
     return out
 
 
-def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
+def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, values, seed):
     """d(scalar)/d(variable), original vs Keras, for every trainable bound variable.
 
-    scalar = sum of the float outputs, or with `loss` the outputs weighted by the
-    original's d loss / d output (so both sides differentiate the same function)."""
+    scalar = sum(output * r) over the float outputs, r seeded N(0, 1) noise (a plain sum
+    is constant for a softmax, so its gradients would be 0 on both sides), or with
+    `loss` r = the original's d loss / d output, so both sides differentiate the loss
+    through the outputs (terms that read variables directly, e.g. weight decay, are left
+    out)."""
     import keras
     import tensorflow as tf
 
@@ -810,7 +815,12 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol):
                 gys = [tf.zeros_like(y) if g is None else tf.stop_gradient(g)
                        for y, g in zip(ys, gys)]
             else:
-                gys = [tf.ones_like(y) for y in ys]
+                rng = np.random.default_rng(seed + 2)
+                gys = []
+                for i, y in zip(float_idx, ys):
+                    shape = np.shape(values[outputs[i]]) if not isinstance(
+                        values.get(outputs[i]), Exception) else ()
+                    gys.append(tf.constant(rng.standard_normal(shape), dtype=y.dtype))
             grads = []
             for _, v, _ in want:
                 ph = orig.var_inputs[v.name]

@@ -1,6 +1,5 @@
 """verify.py over real TF1 graphs + checkpoints and hand-built Keras 3 models."""
 
-import dataclasses
 import json
 import math
 
@@ -13,32 +12,7 @@ import keras
 from tb_varmap import verify as V
 from tb_varmap.errors import BadInput
 
-try:  # the converter's types; stand-ins with the contract's fields until it lands
-    from tb_varmap.convert import Conversion, LayerBinding, VariableBinding
-except ImportError:  # pragma: no cover
-    @dataclasses.dataclass
-    class VariableBinding:
-        name: str
-        read_tensors: list
-        role: str
-        trainable: bool
-        value: np.ndarray
-
-    @dataclasses.dataclass
-    class LayerBinding:
-        layer: str
-        keras_class: str
-        tf_nodes: list
-        tf_inputs: list
-        tf_outputs: list
-        variables: list
-        standard: bool
-
-    @dataclasses.dataclass
-    class Conversion:
-        model: object
-        layers: list
-        report: dict
+from tb_varmap.convert import Conversion, LayerBinding, VariableBinding, convert_graph
 
 
 SIZES = [(4, 8), (8, 8), (8, 3)]       # dense1..dense3; dense2 is square (transposable)
