@@ -300,6 +300,7 @@ class GraphIR(Body):
         return inputs, outputs
 
     def _loss_region(self, live):
+        """Live nodes downstream of a loss op, a loss-named node or a label placeholder."""
         nodes = self.node_list
         loss = [False] * len(nodes)
         stack = []
@@ -307,6 +308,12 @@ class GraphIR(Body):
             if live[node.index] and (node.op in LOSS_OPS or _loss_named(node.name)):
                 loss[node.index] = True
                 stack.append(node.index)
+        if stack:
+            for i in self._label_inputs(live):
+                for j, _ in self.consumers[i]:
+                    if live[j] and not loss[j]:
+                        loss[j] = True
+                        stack.append(j)
         while stack:
             i = stack.pop()
             for j, _ in self.consumers[i]:
@@ -314,6 +321,39 @@ class GraphIR(Body):
                     loss[j] = True
                     stack.append(j)
         return loss
+
+    def _label_inputs(self, live):
+        """Input ops whose values never meet a weight directly: labels / targets of a loss.
+        (A model input, even keep_prob or is_training, reaches some op that reads a variable.)"""
+        reads = self._variable_reads()
+        labels = []
+        for node in self.node_list:
+            if node.op not in INPUT_OPS or not live[node.index]:
+                continue
+            seen, stack, meets = {node.index}, [node.index], False
+            while stack and not meets:
+                i = stack.pop()
+                for j, _ in self.consumers[i]:
+                    if not live[j]:
+                        continue
+                    if any(src in reads for src in self.node_list[j].inputs):
+                        meets = True
+                        break
+                    if j not in seen:
+                        seen.add(j)
+                        stack.append(j)
+            if not meets:
+                labels.append(node.index)
+        return labels
+
+    def _variable_reads(self):
+        """Indices of variable nodes and the pass-through chains reading them."""
+        reads = set()
+        for node in self.node_list:
+            if node.op in VARIABLE_OPS:
+                _, seen = self.passthrough_users([node.index])
+                reads |= seen
+        return reads
 
     def _loss_feeds(self, live, loss):
         """Model-side inputs of the loss: the logits of a cross-entropy / CTC op, else the

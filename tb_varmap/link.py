@@ -162,7 +162,8 @@ def _read_tensors(ir, var_index, resource, mach):
         if mach[j]:
             continue
         if user.op == "ReadVariableOp" or (not resource and user.op == "Identity"):
-            reads.append(user.name + ":0")
+            if any(not mach[k] for k, _ in ir.consumers[j]):  # a read nobody uses is no read
+                reads.append(user.name + ":0")
         else:
             direct = True
     if direct:

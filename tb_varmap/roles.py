@@ -31,7 +31,9 @@ ROLES = dict([
     _spec("conv_transpose.bias", (1,), "bias added after a Conv2DTranspose [out]"),
     _spec("depthwise.kernel", (4,), "DepthwiseConv2D kernel [kh, kw, in, multiplier]"),
     _spec("separable.depthwise", (4,), "SeparableConv2D depthwise kernel [kh, kw, in, multiplier]"),
+    _spec("depthwise.bias", (1,), "bias added after a DepthwiseConv2D [in*multiplier]"),
     _spec("separable.pointwise", (4,), "SeparableConv2D pointwise kernel [1, 1, in*mult, out]"),
+    _spec("separable.bias", (1,), "bias added after a SeparableConv2D [out]"),
     _spec("bn.gamma", (1,), "BatchNormalization scale [C]"),
     _spec("bn.beta", (1,), "BatchNormalization offset [C]"),
     _spec("bn.moving_mean", (1,), "BatchNormalization moving mean [C]", False),
@@ -206,6 +208,7 @@ _ELEMENTWISE = {"Mul", "Add", "AddV2", "Sub", "RealDiv", "Div", "Maximum", "Mini
 def infer_roles(ir, variables):
     """{VariableInfo.name: RoleGuess} for every variable."""
     guesses = {}
+    forward = ir.forward_set() if ir is not None else set()
     kernels = {}  # MatMul/conv node (body id, name) -> (role family, layer)
     pending_bias = []
     for info in variables:
@@ -221,6 +224,7 @@ def infer_roles(ir, variables):
                                            reason + ("" if info.in_graph else " (not in the graph)"))
             continue
         uses = uses_of(ir, info)
+        uses.sort(key=lambda u: u.body is not ir or u.node.index not in forward)  # forward first
         if not uses:
             role, reason = name_hint(info)
             guesses[info.name] = RoleGuess(role or "ignore", 0.3 if role else 0.5,
@@ -261,6 +265,8 @@ def _guess_from_uses(ir, info, uses, kernels):
         if op == "DepthwiseConv2dNative" and slot == 1:
             sep = _depthwise_feeds_pointwise(body, node)
             role = "separable.depthwise" if sep else "depthwise.kernel"
+            if sep:
+                layer = use.path + (sep.scope or sep.name)
             kernels[(id(body), node.name)] = (role, layer)
             return RoleGuess(role, 0.9, "DepthwiseConv2dNative input 1" + (
                 " feeding a 1x1 Conv2D" if sep else ""), consumers, layer)
@@ -312,7 +318,9 @@ def _guess_bias(ir, info, uses, kernels):
             return RoleGuess("conv_transpose.bias", 0.9, "%s after Conv2DBackpropInput" % use.node.op,
                              consumers, layer)
         if other.op in ("Conv2D", "DepthwiseConv2dNative"):
-            return RoleGuess("conv.bias", 0.9, "%s after %s" % (use.node.op, other.op), consumers, layer)
+            role = {"separable.pointwise": "separable.bias", "depthwise.kernel": "depthwise.bias"}.get(
+                kind, "conv.bias")
+            return RoleGuess(role, 0.9, "%s after %s" % (use.node.op, other.op), consumers, layer)
     return RoleGuess("custom.param", 0.5, "added to an op output", consumers, _layer(uses[0]))
 
 
@@ -360,7 +368,11 @@ def _pointwise_after_depthwise(body, conv):
 
 
 def _depthwise_feeds_pointwise(body, depthwise):
-    return any(n.op == "Conv2D" and s == 0 and _kernel_is_1x1(body, n) for n, s in users(body, depthwise))
+    """The 1x1 Conv2D fed by a depthwise conv (separable conv), or None."""
+    for n, s in users(body, depthwise):
+        if n.op == "Conv2D" and s == 0 and _kernel_is_1x1(body, n):
+            return n
+    return None
 
 
 def _kernel_is_1x1(body, conv):
