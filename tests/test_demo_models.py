@@ -271,3 +271,35 @@ def test_copy_model_fixture_gives_writable_copy(copy_model, tf1_models_dir):
 def test_real_fixtures_copy_is_writable(real_fixtures):
     assert os.path.isfile(os.path.join(real_fixtures, "charrnn_lstm_tf012", "model.ckpt-46499.index"))
     open(os.path.join(real_fixtures, "charrnn_lstm_tf012", "scratch"), "w").close()
+
+
+DEMO_LOGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "demo_logs")
+
+
+def test_committed_demo_logs_match_the_generator(tf1_models_dir):
+    runs = sorted(n for n in os.listdir(DEMO_LOGS) if os.path.isdir(os.path.join(DEMO_LOGS, n)))
+    assert set(CORE) <= set(runs)
+    assert any(r.endswith("_resource") for r in runs)
+    assert "graph.pbtxt" in os.listdir(os.path.join(DEMO_LOGS, "mlp_estimator_style"))
+    assert os.path.isdir(os.path.join(DEMO_LOGS, "mlp_estimator_style", "eval"))
+    for run in runs:       # same values as a fresh generation: demo_logs is not stale
+        a, b = ckpt(os.path.join(DEMO_LOGS, run)), ckpt(os.path.join(tf1_models_dir, run))
+        assert a.get_variable_to_shape_map() == b.get_variable_to_shape_map(), run
+        for key in a.get_variable_to_shape_map():
+            np.testing.assert_allclose(a.get_tensor(key), b.get_tensor(key), rtol=1e-5,
+                                       atol=1e-6, err_msg=f"{run}: {key}")
+
+
+@pytest.mark.slow
+def test_make_demo_logs_script_replaces_the_folder(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "logs"
+    (out / "stale_run").mkdir(parents=True)
+    script = os.path.join(os.path.dirname(DEMO_LOGS), "scripts", "make_demo_logs.py")
+    subprocess.run([sys.executable, script, "--out", str(out)], check=True,
+                   capture_output=True)
+    names = set(os.listdir(out))
+    assert "stale_run" not in names and {"README.md", "cnn_bn_adam_resource"} <= names
+    assert not os.path.exists(str(out) + ".tmp") and not os.path.exists(str(out) + ".old")
