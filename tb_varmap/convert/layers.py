@@ -58,15 +58,16 @@ class VarMapOp(keras.layers.Layer):
         attrs = {k: decode_attr(*v) for k, v in self.op_attrs.items()}
         fn = getattr(tf.raw_ops, self.op)
         op_def = op_def_registry.get(self.op)
+        # raw_ops take keywords only; inputs come first, in op_def order (some renamed)
+        params = list(inspect.signature(fn).parameters)
         kwargs, it = {}, iter(values)
-        for arg in op_def.input_arg:
+        for arg, pname in zip(op_def.input_arg, params):
             if arg.number_attr:
-                kwargs[arg.name] = [next(it) for _ in range(attrs[arg.number_attr])]
+                kwargs[pname] = [next(it) for _ in range(attrs[arg.number_attr])]
             elif arg.type_list_attr:
-                kwargs[arg.name] = [next(it) for _ in attrs[arg.type_list_attr]]
+                kwargs[pname] = [next(it) for _ in attrs[arg.type_list_attr]]
             else:
-                kwargs[arg.name] = next(it)
-        params = inspect.signature(fn).parameters
+                kwargs[pname] = next(it)
         kwargs.update({k: v for k, v in attrs.items() if k in params and k not in kwargs})
         flat = _flatten(fn(**kwargs))
         outs = [flat[i] for i in self.output_indices]

@@ -45,3 +45,32 @@ def bindings_from_graph(graph, sess, roles=None, trainable=None):
                                    trainable=trainable.get(op.name, op.name in coll),
                                    value=value))
     return out
+
+
+def run_model(model, feeds):
+    """Call a converted model on numpy feeds (list, in input order)."""
+    out = model(list(feeds), training=False)
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return [np.asarray(o) for o in outs]
+
+
+def check_weights(conversion, variables):
+    """Every bound Keras weight holds its checkpoint value byte for byte (transposed
+    kernels compared transposed); every non-input layer has a LayerBinding."""
+    by_name = {v.name: v for v in variables}
+    weights = {}
+    for layer in conversion.model.layers:
+        for w in layer.weights:
+            weights[w.path] = w
+    for lb in conversion.layers:
+        for v in lb.variables:
+            got = np.asarray(weights[v["weight"]].numpy())
+            want = np.asarray(by_name[v["variable"]].value)
+            if "transposed" in v.get("note", ""):
+                want = np.ascontiguousarray(want.T)
+            assert got.dtype == want.dtype and got.shape == want.shape, v
+            assert got.tobytes() == want.tobytes(), f"weight {v} differs from checkpoint"
+    bound = {lb.layer for lb in conversion.layers}
+    for layer in conversion.model.layers:
+        if type(layer).__name__ != "InputLayer":
+            assert layer.name in bound, f"layer {layer.name} has no LayerBinding"

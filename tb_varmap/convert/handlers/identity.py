@@ -45,7 +45,15 @@ def dropout(gv, node):
 
 
 def _rate(gv, nodes):
-    """Dropout rate from a `rate` or `keep_prob` constant in the scope (0.0 if unknown)."""
+    """Dropout rate: `random >= rate` (TF ≥ 1.13), else a `keep_prob`/`rate` constant;
+    0.0 if unknown (the rate does not change inference)."""
+    for n in nodes:
+        node = gv.nodes[n]
+        if node.op == "GreaterEqual":
+            for t in gv.inputs_of(node):
+                c = gv.const(t)
+                if c is not None and c.size == 1 and 0 <= float(c.reshape(())) < 1:
+                    return float(c.reshape(()))
     for n in nodes:
         for t in gv.inputs_of(n):
             c = gv.const(t) if not gv.is_live(t) else None

@@ -146,9 +146,15 @@ def _inv_chain(gv, inv):
 
 
 def _shift(gv, t, inv):
-    """beta - mean * inv → (mean, beta); -(mean * inv) → (mean, None)."""
+    """beta - mean * inv → (mean, beta); (-mean) * inv or -(mean * inv) → (mean, None)."""
     n = _node(gv, t)
     beta_t = None
+    if n.op == "Mul" and inv in gv.inputs_of(n):         # (-mean) * inv
+        other = [i for i in gv.inputs_of(n) if i != inv]
+        neg = _node(gv, other[0]) if len(other) == 1 else None
+        if neg is not None and neg.op == "Neg":
+            return gv.inputs_of(neg)[0], None
+        return None
     if n.op == "Sub":
         beta_t, prod = gv.inputs_of(n)
     elif n.op == "Neg":

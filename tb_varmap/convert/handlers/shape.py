@@ -1,6 +1,8 @@
 """Shape ops with constant (or batch-relative) arguments → Reshape, Permute,
 Concatenate, ZeroPadding2D; anything touching the batch axis → VarMapOp."""
 
+import numpy as np
+
 from tb_varmap.convert.handlers.generic import op_emit
 from tb_varmap.convert.registry import Emit, register
 
@@ -21,12 +23,22 @@ def _known(dims):
 def reshape(gv, node):
     x, shape_t = gv.inputs_of(node)
     target = gv.partial(shape_t)
-    if gv.is_live(x) and isinstance(target, list) and target and target[0] in (-1, None):
-        rest = target[1:]
-        if all(isinstance(d, int) for d in rest) and sum(d == -1 for d in rest) <= 1 \
-                and all(d >= -1 for d in rest):
-            return _reshape_emit(gv, node, x, rest)
+    if gv.is_live(x) and isinstance(target, list) and _keeps_batch(gv.shape(x), target):
+        return _reshape_emit(gv, node, x, target[1:])
     return op_emit(gv, node)
+
+
+def _keeps_batch(in_shape, target):
+    """True when `target` is [batch, *rest]: a batch size read from the graph (None), or
+    -1 with every other dim known and the per-example size unchanged."""
+    if not target or not all(isinstance(d, int) for d in target[1:]):
+        return False
+    rest = target[1:]
+    if target[0] is None:
+        return sum(d == -1 for d in rest) <= 1 and all(d >= -1 for d in rest)
+    if target[0] != -1 or not _known(rest) or not in_shape or not _known(in_shape[1:]):
+        return False
+    return int(np.prod(rest)) == int(np.prod(in_shape[1:]))
 
 
 @register("Squeeze", "ExpandDims")
@@ -71,6 +83,11 @@ def concat(gv, node):
             dtype = gv.dtype(node)
             return Emit(lambda n: keras.layers.Concatenate(axis=axis, name=n, dtype=dtype),
                         values, [node.name + ":0"], [node.name], name=node.name)
+    return op_emit(gv, node)
+
+
+@register("MirrorPad")
+def mirror_pad(gv, node):
     return op_emit(gv, node)
 
 
