@@ -59,7 +59,11 @@ def variables_impl(run_data, step=None):
         "step": step,
         "steps": run_data.checkpoint_steps,
         "variables": rows,
-        "roles": roles_mod.roles_json(),
+        "roles": {
+            name: {"description": spec.description, "ranks": list(spec.ranks) if spec.ranks else None,
+                   "trainable": spec.trainable}
+            for name, spec in roles_mod.ROLES.items()
+        },
         "totals": tags_mod.role_totals(rows),
     }
 

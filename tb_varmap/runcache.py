@@ -64,7 +64,13 @@ def graph_json(run_data):
 
 def encode_graph(run_data):
     """The /graph response body, gzipped once (it is served many times)."""
-    text = json.dumps(graph_json(run_data), separators=(",", ":"), allow_nan=False)
+    graph = graph_json(run_data)
+    try:
+        text = json.dumps(graph, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # inf/nan attribute values: spelled as strings, as TensorBoard does
+        from tensorboard.backend import json_util
+
+        text = json.dumps(json_util.Cleanse(graph), separators=(",", ":"), allow_nan=False)
     return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
 
 

@@ -152,4 +152,5 @@ def test_plugin_is_listed_active(client):
     response = client.get("/data/plugins_listing")
     listing = json.loads(response.get_data(as_text=True))
     assert listing["varmap"]["enabled"] is True
-    assert listing["varmap"]["es_module_path"] == "/index.js"
+    assert listing["varmap"]["loading_mechanism"]["module_path"].endswith("/data/plugin/varmap/index.js")
+    assert listing["varmap"]["tab_name"] == "VarMap"
