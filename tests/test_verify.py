@@ -357,3 +357,71 @@ def test_compare_tolerance_rules():
     s = V.sample(np.arange(1000.0))
     assert len(s) == V.SAMPLE_SIZE and s[0] == 0.0 and s[-1] == 999.0
     assert not any(isinstance(v, float) and math.isnan(v) for v in V.sample([np.nan]))
+
+
+# ---------------------------------------------------------------- functions, real converter
+
+def test_handle_captured_by_while_loop_reports_failed_gradient(tmp_path):
+    from tensorflow.python.ops import control_flow_v2_toggles
+
+    def build():
+        control_flow_v2_toggles.enable_control_flow_v2()
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", [4, 4])
+        _, h = tf.while_loop(lambda i, h: i < 3,
+                             lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w))), [0, x])
+        tf.identity(h, name="out")
+
+    gd, values = _save_tf1(tmp_path, build, resource=True)
+    assert any(n.op == "While" for n in gd.node)
+    variables = [VariableBinding("w", ["w:0"], "dense.kernel", True, values["w"])]
+    x = keras.Input((4,), name="x")
+    d = keras.layers.Dense(4, use_bias=False, activation="tanh", name="d")
+    model = keras.Model(x, d(d(d(x))))
+    d.set_weights([values["w"]])
+    lb = LayerBinding("d", "Dense", [], ["x:0"], ["out:0"],
+                      [{"variable": "w", "role": "dense.kernel", "weight": "d/kernel"}], True)
+    report = V.verify(gd, ["x"], ["out:0"], variables, Conversion(model, [lb], {}))
+    assert report["outputs"][0]["status"] == "OK"            # value through the function
+    (grad,) = report["gradients"]
+    assert grad["status"] == "FAILED" and "captured by 'while' (While)" in grad["reason"]
+    json.dumps(report, allow_nan=False)
+
+
+def test_real_converter_output_verifies(tmp_path):
+    from tb_varmap.convert.testing import bindings_from_graph
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.set_random_seed(0)
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 3], name="x")
+        with tf.compat.v1.variable_scope("conv", use_resource=True):
+            k = tf.compat.v1.get_variable("kernel", [3, 3, 3, 4])
+            b = tf.compat.v1.get_variable(
+                "bias", [4], initializer=tf.compat.v1.random_normal_initializer())
+        h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k, [1, 1, 1, 1], "SAME"), b))
+        h = tf.reshape(tf.nn.max_pool2d(h, 2, 2, "VALID"), [-1, 64])
+        with tf.compat.v1.variable_scope("fc", use_resource=True):
+            w = tf.compat.v1.get_variable("kernel", [64, 5])
+        tf.nn.softmax(tf.matmul(h, w), name="probs")
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            variables = bindings_from_graph(g, sess, roles={
+                "conv/kernel": "conv.kernel", "conv/bias": "conv.bias",
+                "fc/kernel": "dense.kernel"})
+    gd = g.as_graph_def()
+    conv = convert_graph(gd, ["x"], ["probs:0"], variables)
+    report = V.verify(gd, ["x"], ["probs:0"], variables, conv)
+    assert report["passed"] is True, report["worst"]
+    assert len(report["layers"]) == len(conv.layers) >= 3
+    assert {g["variable"] for g in report["gradients"]} == {"conv/kernel", "conv/bias",
+                                                            "fc/kernel"}
+    # the same converted model with one wrong weight: named by the isolated comparison
+    wrong = next(lb for lb in conv.layers
+                 if any(v["variable"] == "conv/bias" for v in lb.variables))
+    weight = next(w for w in conv.model.weights if w.path == next(
+        v["weight"] for v in wrong.variables if v["variable"] == "conv/bias"))
+    weight.assign(weight.numpy() + 0.01)
+    report = V.verify(gd, ["x"], ["probs:0"], variables, conv)
+    bad = [r["layer"] for r in report["layers"] if r["isolated"]["status"] != "OK"]
+    assert bad == [wrong.layer]
