@@ -93,7 +93,8 @@ def _fallback(gv, node, reason, op_emit):
     try:
         return op_emit(gv, node, fallback=True, reason=reason)
     except Exception as e:  # noqa: BLE001
-        return Emit(None, [], [f"{node.name}:{i}" for i in gv.used_outputs(node.name)],
+        live = [t for t in gv.inputs_of(node) if gv.is_live(t)]     # kept for pruning
+        return Emit(None, live, [f"{node.name}:{i}" for i in gv.used_outputs(node.name)],
                     [node.name], fallback=True, reason=reason,
                     error=f"{reason}; generic layer impossible: {_msg(e)}")
 
@@ -160,13 +161,12 @@ class Builder:
     def _input(self, node):
         import keras
 
-        if node.op not in ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault"):
-            raise BadInput(f"input {node.name!r} is a {node.op}, expected a Placeholder")
+        # usually a Placeholder; any node works (its output 0 is fed, what feeds it is cut)
         shape = self.gv.shape(node.name + ":0")
         if shape is None or len(shape) == 0:
             raise BadInput(f"input {node.name!r} has shape {shape}: expected a known rank "
                            "with a leading batch dimension")
-        dtype = self.gv.attr(node, "dtype", "float32")
+        dtype = self.gv.attr(node, "dtype") or self.gv.dtype(node)
         inp = keras.Input(shape=tuple(shape[1:]), dtype=dtype, name=self.unique(node.name))
         self.kt[node.name + ":0"] = inp
         self.input_info = getattr(self, "input_info", [])
