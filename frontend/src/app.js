@@ -131,6 +131,7 @@ export class App {
     }
     this.run = run;
     this.runSel.value = run;
+    delete this.root.dataset.run;
     this.selected = null;
     this.report = null;
     this.diverging = new Map();
@@ -156,8 +157,9 @@ export class App {
     await this.loadVariables();
     this.loadReport();
     await this.relayout(true);
-    if (node && this.ix.byName.has(node)) this.jumpTo(node);
+    if (node && this.ix.byName.has(node)) await this.jumpTo(node);
     this.updateSave();
+    this.root.dataset.run = run;
   }
 
   async loadVariables() {
@@ -214,6 +216,7 @@ export class App {
   async relayout(fit = false) {
     if (!this.ix) return;
     const seq = ++this.layoutSeq;
+    this.root.dataset.layout = "busy";
     const vg = visibleGraph(this.ix, this.expanded, this.showMachinery);
     this.status.textContent = `Laying out ${vg.items.size} boxes…`;
     this.status.hidden = false;
@@ -221,7 +224,10 @@ export class App {
     try {
       layout = await layoutGraph(vg, (item) => itemSize(item, this.label(item)));
     } catch (err) {
-      if (seq === this.layoutSeq) this.status.textContent = "Layout failed: " + err.message;
+      if (seq === this.layoutSeq) {
+        this.status.textContent = "Layout failed: " + err.message;
+        this.root.dataset.layout = "failed";
+      }
       return;
     }
     if (seq !== this.layoutSeq) return;
@@ -231,6 +237,7 @@ export class App {
     this.redraw();
     if (fit) this.gv.fit();
     this.drawLegend();
+    this.root.dataset.layout = "done"; // browser tests wait for this
   }
 
   redraw() {

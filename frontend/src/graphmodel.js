@@ -19,6 +19,11 @@ export function indexGraph(g) {
     const v = byName.get(sc.name);
     if (v && v.variable != null) varScope.set(sc.id, v.id);
   }
+  // Scopes holding any forward (inference) node; others start collapsed.
+  for (const n of nodes) {
+    if (!n.forward) continue;
+    for (let s = n.scope; s != null && scopes.has(s) && !scopes.get(s).forward; s = scopes.get(s).parent) scopes.get(s).forward = true;
+  }
   const consumers = new Map();
   for (const n of nodes) {
     for (const i of n.inputs) {
@@ -52,13 +57,13 @@ export function isHidden(ix, n, showMachinery) {
 }
 
 // Scopes to open first: breadth first while the visible item count stays small.
-export function initialExpansion(ix, showMachinery, budget = 40) {
+export function initialExpansion(ix, showMachinery, budget = 50) {
   const expanded = new Set([0]);
   let count = visibleGraph(ix, expanded, showMachinery).items.size;
   const queue = [...ix.scopes.get(0).children];
   while (queue.length) {
     const sid = queue.shift();
-    if (ix.varScope.has(sid)) continue;
+    if (ix.varScope.has(sid) || !ix.scopes.get(sid).forward) continue;
     const trial = new Set(expanded).add(sid);
     const c = visibleGraph(ix, trial, showMachinery).items.size;
     if (c > budget) continue;

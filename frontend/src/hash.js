@@ -9,5 +9,7 @@ export function writeHash(state) {
   if (state.run != null) p.set("run", state.run);
   if (state.node) p.set("node", state.node);
   const hash = "#" + p.toString();
-  if (hash !== window.location.hash) history.replaceState(null, "", hash);
+  // A bare "#…" would resolve against <base href="plugin/varmap/"> and move the iframe.
+  const { pathname, search } = window.location;
+  if (hash !== window.location.hash) history.replaceState(null, "", pathname + search + hash);
 }
