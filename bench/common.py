@@ -65,7 +65,7 @@ def command_line():
 def save(out_dir, name, payload):
     """Writes <out_dir>/<name>.json with the command and machine; returns the path."""
     os.makedirs(out_dir, exist_ok=True)
-    payload = dict(payload, command=command_line(), machine=machine(),
+    payload = dict(payload, command=command_line(), machine=machine(), loadavg_at_end=os.getloadavg(),
                    finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     path = os.path.join(out_dir, name + ".json")
     with open(path + ".tmp", "w") as f:

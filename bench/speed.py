@@ -1,0 +1,106 @@
+"""The exported model's speed: Keras inference time ÷ original frozen-graph session time.
+
+The original is the run's inference subgraph with every variable read replaced by a
+constant holding the checkpoint value (a frozen graph), run by a TF1 Session; the Keras
+model is the exported `.keras` file. Same seeded batch (verify.make_inputs) for both;
+medians over --repeats calls after 3 warm-up calls. Keras is timed through
+`predict_on_batch` (compiled) and a plain eager `model(x)` call; the ratio uses
+predict_on_batch. Prints one JSON line.
+
+  python -m bench.speed --logdir L --run R --model M.keras [--batch 32]
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def _median_time(fn, repeats, warmup=3):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def frozen_session(graph_def, outputs, bindings):
+    """(session, output tensors, input tensor lookup): the subgraph with constants for reads."""
+    import tensorflow as tf
+
+    gd = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
+    sub = tf.compat.v1.graph_util.extract_sub_graph(gd, sorted({o.split(":")[0] for o in outputs}))
+    names = {n.name for n in sub.node}
+    for n in sub.node:
+        n.device = ""
+    graph = tf.Graph()
+    with graph.as_default():
+        input_map = {}
+        for b in bindings:
+            for t in b.read_tensors:
+                t = t if ":" in t else t + ":0"
+                if t.split(":")[0] in names and not b.value.dtype == object:
+                    input_map[t] = tf.constant(b.value, name="frozen/" + b.name.replace(":", "_"))
+        tf.compat.v1.import_graph_def(sub, input_map=input_map, name="orig")
+    session = tf.compat.v1.Session(graph=graph)
+    fetch = [graph.get_tensor_by_name("orig/" + o) for o in outputs]
+    return session, fetch, lambda name: graph.get_tensor_by_name("orig/" + name.split(":")[0] + ":0")
+
+
+def measure(logdir, run, model_path, batch=32, repeats=50, inputs=None, outputs=None):
+    import keras
+
+    import tb_varmap  # noqa: F401  (registers the custom layers)
+    from tb_varmap import export_run, verify
+    from tb_varmap import run as run_mod
+    from tb_varmap import tags as tags_mod
+
+    run_data = run_mod.RunData(logdir, run)
+    tags = tags_mod.load_tags(run_data.run_dir)
+    inputs, outputs = export_run.choose_io(run_data, tags, inputs, outputs)
+    step = run_data.latest_step
+    bindings, _ = export_run.variable_bindings(run_data, step, tags)
+    graph_bytes = run_data.graph_def.SerializeToString()
+    feed = verify.make_inputs(graph_bytes, inputs, bindings, seed=0, batch=batch)
+    session, fetch, tensor = frozen_session(run_data.graph_def, outputs, bindings)
+    feed_dict = {tensor(k): v for k, v in feed.items()}
+    model = keras.saving.load_model(model_path)
+    x = [feed[n.split(":")[0]] for n in inputs]
+    x = x[0] if len(x) == 1 else x
+    graph_s, _ = _median_time(lambda: session.run(fetch, feed_dict), repeats)
+    keras_s, _ = _median_time(lambda: model.predict_on_batch(x), repeats)
+    eager_s, _ = _median_time(lambda: model(x, training=False), repeats)
+    want = session.run(fetch, feed_dict)
+    got = model.predict_on_batch(x)
+    got = got if isinstance(got, (list, tuple)) else [got]
+    diff = max(float(np.max(np.abs(np.asarray(g, dtype=np.float64) - np.asarray(w, dtype=np.float64))))
+               if np.size(w) else 0.0 for g, w in zip(got, want))
+    return {"run": run, "batch": batch, "repeats": repeats, "graph_s": graph_s, "keras_s": keras_s,
+            "keras_eager_s": eager_s, "ratio": keras_s / graph_s, "eager_ratio": eager_s / graph_s,
+            "max_abs_diff": diff, "inputs": inputs, "outputs": outputs}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--logdir", required=True)
+    ap.add_argument("--run", default=".")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    batch, repeats = (2, 3) if args.smoke else (args.batch, args.repeats)
+    try:
+        row = measure(args.logdir, args.run, args.model, batch, repeats)
+    except Exception as e:  # one JSON line either way, the caller records the failure
+        row = {"run": args.run, "error": "%s: %s" % (type(e).__name__, str(e)[:500])}
+    print(json.dumps(row))
+    return 0 if "error" not in row else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
