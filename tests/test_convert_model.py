@@ -176,16 +176,40 @@ def test_variable_used_by_two_different_ops_is_reported():
     def fn():
         x = tf1.placeholder(tf.float32, [None, 3], name="x")
         w = tf1.get_variable("w", [3, 3])
-        return x, tf.identity(tf.matmul(x, w) + tf.reduce_sum(w), name="y")
+        a = tf.matmul(x, w, name="straight")
+        b = tf.matmul(x, w, transpose_b=True, name="flipped")
+        return x, tf.identity(a + b + tf.reduce_sum(w), name="y")
 
     g, sess, (x, y) = build(fn)
     variables = bindings_from_graph(g, sess)
     conv = convert_graph(g.as_graph_def(), ["x"], ["y:0"], variables)
-    feed = np.ones((2, 3), np.float32)
-    np.testing.assert_array_equal(run_model(conv.model, [feed])[0], sess.run(y, {x: feed}))
-    # reduce_sum(w) is a constant of the graph: it is folded, w stays one Keras weight
-    assert [w.path for w in conv.model.trainable_weights] == ["MatMul/kernel"] or \
-        len(conv.model.trainable_weights) == 1
+    feed = np.random.RandomState(5).randn(2, 3).astype(np.float32)
+    # transpose_b sums in another order (see test_convert_handlers): ~1 ulp
+    np.testing.assert_allclose(run_model(conv.model, [feed])[0], sess.run(y, {x: feed}),
+                               rtol=1e-6, atol=1e-6)
+    (shared,) = conv.report["shared_variables"]
+    assert shared["variable"] == "w" and shared["layers"] == ["straight", "flipped"]
+    # reduce_sum(w) does not depend on x: folded to a constant, and said so
+    assert any("['w']" in w and "folded" in w for w in conv.report["warnings"])
+    assert len(conv.model.trainable_weights) == 2
+
+
+def test_multi_output_op_falls_back_with_inline_axis():
+    def fn():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        a, b, c = tf.split(x, 3, axis=1, name="split")
+        return x, [tf.nn.relu(a, name="ra"), tf.identity(c * 2.0, name="rc")]
+
+    g, sess, (x, outs) = build(fn)
+    conv = convert_graph(g.as_graph_def(), ["x"], [t.name for t in outs], [])
+    feed = np.random.RandomState(6).randn(4, 6).astype(np.float32)
+    got = run_model(conv.model, [feed])
+    assert all(np.array_equal(r, k) for r, k in zip(sess.run(outs, {x: feed}), got))
+    (split,) = [lb for lb in conv.layers if lb.tf_nodes == ["split"]]
+    assert split.tf_outputs == ["split:0", "split:2"]
+    assert conv.report["unsupported"]["by_op"] == {"Split": 1}
+    config = conv.model.get_layer(split.layer).get_config()
+    assert config["args"][0] == {"const": [1], "dtype": "int32", "shape": []}
 
 
 def test_progress_and_report_shape():

@@ -304,7 +304,8 @@ def _share_key(layer, emit):
     cfg = dict(layer.get_config())
     cfg.pop("name", None)
     return (type(layer).__name__, json.dumps(cfg, sort_keys=True, default=str),
-            tuple((str(w.attr), w.binding.name if w.binding else None) for w in emit.weights))
+            tuple((str(w.attr), w.binding.name if w.binding else None, w.note)
+                  for w in emit.weights))
 
 
 def _assign(var, w, layer_name):

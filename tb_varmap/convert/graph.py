@@ -52,6 +52,7 @@ class GraphView:
         self._tfg = None
         self.warnings = []
         self.claimed = set()
+        self._used = None
         self._sess = None
         self._order_needed()
 
@@ -122,9 +123,12 @@ class GraphView:
         return "float32"
 
     def used_outputs(self, name):
-        idx = {int(t.split(":")[1]) for t in self.consumers if node_of(t) == name}
-        idx |= {int(o.split(":")[1]) for o in self.outputs if node_of(o) == name}
-        return sorted(idx) or [0]
+        """Output indices of `name` read by needed nodes or named as model outputs."""
+        if self._used is None:
+            self._used = {}
+            for t in list(self.consumers) + self.outputs:
+                self._used.setdefault(node_of(t), set()).add(int(t.split(":")[1]))
+        return sorted(self._used.get(name, ())) or [0]
 
     # --- variables and constants ----------------------------------------------------
     def var(self, t):
@@ -221,6 +225,10 @@ class GraphView:
         if g is None:
             raise Unsupported(f"cannot evaluate {t!r}: the graph does not import into "
                               "TensorFlow")
+        folded = self._variables_behind(t)
+        if folded:
+            self.warnings.append(f"{t}: computed from variables {folded}; folded into a "
+                                 "constant (not trainable)")
         import tensorflow as tf
         try:
             if self._sess is None:
@@ -229,6 +237,22 @@ class GraphView:
         except Exception as e:  # noqa: BLE001
             raise Unsupported(f"cannot evaluate {t!r} from constants and variables: "
                               f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+
+    def _variables_behind(self, t):
+        names, seen, stack = set(), set(), [t]
+        while stack:
+            cur = stack.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            b = self.var_by_tensor.get(cur)
+            if b is not None:
+                names.add(b.name)
+                continue
+            node = self.nodes.get(node_of(cur))
+            if node is not None:
+                stack.extend(self.inputs_of(node))
+        return sorted(names)
 
     def close(self):
         if self._sess is not None:
