@@ -27,8 +27,9 @@ OK, INACCURATE, FAILED = "OK", "INACCURATE", "FAILED"
 # ops that pass integer ids through unchanged (for tracing ids to a gather)
 _ID_PASS = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice",
             "Slice", "Transpose", "Unpack", "Split", "SplitV", "Pack", "ConcatV2",
-            "Concat", "Tile", "GatherV2", "Gather", "Unique", "DynamicPartition",
-            "ReverseV2", "ReverseSequence", "TensorArrayScatterV3", "Enter"}
+            "Concat", "Tile", "GatherV2", "Gather", "Unique",
+            "ReverseV2", "ReverseSequence", "TensorArrayScatterV3", "Enter",
+            "FloorMod", "FloorDiv", "Mod", "DynamicPartition"}   # partitioned lookups
 _GATHERS = {"Gather": 1, "GatherV2": 1, "ResourceGather": 1, "GatherNd": 1,
             "ResourceGatherNd": 1, "SparseSegmentMean": 1, "SparseSegmentSum": 1,
             "SparseSegmentSqrtN": 1}
@@ -349,7 +350,7 @@ class _Original:
 
         cons = _consumers_of(self.nodes)
         input_map = {}
-        self.handles = {}        # variable name -> [resource handles in self.graph]
+        self.handles = {}        # variable name -> [(resource handle, its slice of ph | None)]
         for v in variables:
             reads = [_tensor_name(t) for t in v.read_tensors if _node_name(t) in self.nodes]
             handles = {h for h in _handles(full_nodes, v) if _node_name(h) in self.nodes}
@@ -361,8 +362,7 @@ class _Original:
                                           name="varmap_var/" + safe)
             self.var_inputs[v.name] = ph
             self.var_values[v.name] = value
-            parts = _partition_index(reads)
-            count = len(set(parts.values()))
+            layout = _PartLayout(self.nodes, cons, reads + sorted(handles), value.shape)
             for t in reads:
                 node = self.nodes[_node_name(t)]
                 if _read_dtype(node) == tf.resource:
@@ -370,9 +370,7 @@ class _Original:
                     continue
                 if node.op == "ReadVariableOp":
                     handles.add(_tensor_name(node.input[0]))
-                src = ph
-                if count > 1 and t in parts:
-                    src = _part_of(ph, parts[t], count, v.role, node)
+                src = layout.slice(ph, t)
                 input_map[t] = src
                 self.mapped[t] = src
             for h in sorted(handles):
@@ -380,15 +378,13 @@ class _Original:
                          if n.op != "ReadVariableOp" or _tensor_name(n.name) not in input_map]
                 if not users:
                     continue
-                if count > 1:
-                    self.problems[v.name] = (f"partitioned resource variable used directly by "
-                                             f"'{users[0].name}' ({users[0].op}); not supported")
-                    continue
-                rv = tf.compat.v1.Variable(ph, use_resource=True, trainable=False,
+                part = layout.slice(ph, h)
+                rv = tf.compat.v1.Variable(part, use_resource=True, trainable=False,
                                            name="varmap_res/" + safe)
                 input_map[h] = rv.handle
                 self.mapped[h] = rv.handle
-                self.handles.setdefault(v.name, []).append(rv.handle)
+                self.handles.setdefault(v.name, []).append(
+                    (rv.handle, None if part is ph else part))
                 calls = [n for n in users if n.op not in _HANDLE_OPS]
                 if calls:
                     self.problems[v.name] = (
@@ -448,19 +444,69 @@ def _read_dtype(node):
     return None
 
 
-def _part_of(full, index, count, role, node):
-    """Partition `index` of the logical value: embeddings use the mod strategy."""
-    import tensorflow as tf
+class _PartLayout:
+    """Where each partition `…/part_N` of a variable lies in its logical (joined) value:
+    contiguous slices along the partition axis, or with a `mod` embedding lookup (a
+    FloorMod in the lookup's scope) row i of the value in part i % P at row i // P."""
 
-    if role and role.startswith("embedding"):
-        return full[index::count]
-    shape = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
-    rows = shape[0].dim[0].size if shape and shape[0].dim else None
-    if rows is None or rows < 0:
-        return tf.split(full, count, axis=0)[index]
-    size = full.shape[0] // count
-    start = index * size + min(index, full.shape[0] % count)
-    return full[start:start + rows]
+    def __init__(self, nodes, cons, tensors, full_shape):
+        self.part = {}
+        for t in tensors:
+            m = re.search(r"^(.*)/part_(\d+)(/|:|$)", _node_name(t) + ":")
+            if m:
+                self.part[t] = (int(m.group(2)), m.group(1) + "/part_" + m.group(2))
+        nums = sorted({p for p, _ in self.part.values()})
+        self.count = len(nums)
+        if self.count < 2:
+            return
+        shapes = {}
+        for p, var in self.part.values():
+            node = nodes.get(var)
+            if node is not None and "shape" in node.attr:
+                shapes[p] = [d.size for d in node.attr["shape"].shape.dim]
+        self.axis = next((i for i, d in enumerate(full_shape)
+                          if any(len(s) > i and s[i] != d for s in shapes.values())), 0)
+        sizes = [shapes.get(p, [None] * (self.axis + 1))[self.axis] for p in nums]
+        self.offsets = dict(zip(nums, np.cumsum([0] + [s or 0 for s in sizes[:-1]])))
+        self.sizes = dict(zip(nums, sizes))
+        self.mod = self.axis == 0 and _mod_lookup(nodes, cons, list(self.part))
+
+    def slice(self, full, tensor):
+        if self.count < 2 or tensor not in self.part:
+            return full
+        p = self.part[tensor][0]
+        if self.mod:
+            return full[p::self.count]
+        size = self.sizes[p]
+        if size is None:
+            raise BadInput(f"partition '{self.part[tensor][1]}': unknown shape, cannot place "
+                           "it in the joined variable value")
+        index = [slice(None)] * len(full.shape)
+        index[self.axis] = slice(int(self.offsets[p]), int(self.offsets[p]) + size)
+        return full[tuple(index)]
+
+
+def _mod_lookup(nodes, cons, tensors):
+    """True if a gather reading these tensors sits in a scope with a FloorMod (the
+    `mod` partition strategy of embedding_lookup)."""
+    mod_scopes = {n.rpartition("/")[0] for n, node in nodes.items()
+                  if node.op in ("FloorMod", "Mod")}
+    todo, seen = [_node_name(t) for t in tensors], set()
+    while todo:
+        cur = todo.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        for node, slot in cons.get(cur, []):
+            if node.op in ("Identity", "ReadVariableOp"):
+                todo.append(node.name)
+            elif node.op in ("Gather", "GatherV2", "ResourceGather") and slot == 0:
+                scope = node.name.rpartition("/")[0]
+                while scope:
+                    if scope in mod_scopes:
+                        return True
+                    scope = scope.rpartition("/")[0]
+    return False
 
 
 def _consumers_of(nodes):
@@ -487,16 +533,6 @@ def _handles(nodes, v):
     node = nodes.get(v.name)
     if node is not None and node.op == "VarHandleOp":
         out.add(_tensor_name(v.name))
-    return out
-
-
-def _partition_index(reads):
-    """{read tensor: partition number} for reads under '…/part_N/'."""
-    out = {}
-    for t in reads:
-        m = re.search(r"/part_(\d+)(/|:)", t)
-        if m:
-            out[t] = int(m.group(1))
     return out
 
 
@@ -824,9 +860,16 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
             grads = []
             for _, v, _ in want:
                 ph = orig.var_inputs[v.name]
-                xs = [ph] + orig.handles.get(v.name, [])
-                parts = [tf.convert_to_tensor(g) for g in tf.gradients(ys, xs, grad_ys=gys)
-                         if g is not None]
+                pairs = [(ph, None)] + orig.handles.get(v.name, [])
+                found = tf.gradients(ys, [h for h, _ in pairs], grad_ys=gys)
+                parts = []
+                for (h, part), g in zip(pairs, found):
+                    if g is None:
+                        continue
+                    g = tf.convert_to_tensor(g)
+                    if part is not None:   # a partition's gradient, placed in the full value
+                        g = tf.gradients(part, ph, grad_ys=g)[0]
+                    parts.append(tf.convert_to_tensor(g))
                 grads.append(tf.add_n(parts) if parts else tf.zeros_like(ph))
             got = orig.session.run(list(grads) + list(gys), feed_dict=orig.feed)
         except Exception as e:  # noqa: BLE001

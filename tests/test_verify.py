@@ -425,3 +425,45 @@ def test_real_converter_output_verifies(tmp_path):
     report = V.verify(gd, ["x"], ["probs:0"], variables, conv)
     bad = [r["layer"] for r in report["layers"] if r["isolated"]["status"] != "OK"]
     assert bad == [wrong.layer]
+
+
+@pytest.mark.parametrize("resource", [False, True], ids=["ref", "resource"])
+def test_partitioned_embedding_mod_strategy(tmp_path, resource):
+    parts = 3
+
+    def build():
+        ids = tf.compat.v1.placeholder(tf.int64, [None, 6], name="ids")
+        table = tf.compat.v1.get_variable(
+            "emb", [VOCAB, DIM], partitioner=tf.compat.v1.fixed_size_partitioner(parts))
+        e = tf.compat.v1.nn.embedding_lookup(table, ids, partition_strategy="mod",
+                                             name="lookup")
+        tf.reduce_sum(tf.identity(e, name="embedded"), axis=1, name="total")
+
+    gd, values = _save_tf1(tmp_path, build, resource)
+    stored = values["emb"]                                  # parts concatenated
+    sizes = [len(range(p, VOCAB, parts)) for p in range(parts)]
+    offsets = np.cumsum([0] + sizes[:-1])
+    rows = np.arange(VOCAB)
+    table = stored[offsets[rows % parts] + rows // parts]   # id i: part i % P, row i // P
+    nodes = {n.name: n for n in gd.node}
+    reads = [f"emb/part_{p}/read:0" if not resource else f"emb/part_{p}:0"
+             for p in range(parts)]
+    assert all(r.split(":")[0] in nodes for r in reads)
+    variables = [VariableBinding("emb", reads, "embedding.table", True, table)]
+    for seed in range(5):
+        ids = V.make_inputs(gd, ["ids"], variables, seed)["ids"]
+        assert ids.min() >= 0 and ids.max() < VOCAB
+    x = keras.Input((6,), dtype="int64", name="ids")
+    emb = keras.layers.Embedding(VOCAB, DIM, name="emb")
+    model = keras.Model(x, keras.ops.sum(emb(x), axis=1))
+    emb.set_weights([table])
+    lb = LayerBinding("emb", "Embedding", [], ["ids:0"], ["embedded:0"],
+                      [{"variable": "emb", "role": "embedding.table",
+                        "weight": "emb/embeddings"}], True)
+    report = V.verify(gd, ["ids"], ["total:0"], variables, Conversion(model, [lb], {}))
+    assert report["passed"] is True, report
+    assert report["gradients"][0]["status"] == "OK"
+    # the stored (contiguous) layout is not the lookup's: caught
+    emb.set_weights([stored])
+    report = V.verify(gd, ["ids"], ["total:0"], variables, Conversion(model, [lb], {}))
+    assert report["layers"][0]["isolated"]["status"] == "INACCURATE"
