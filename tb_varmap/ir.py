@@ -60,9 +60,10 @@ _LOSS_NAME = re.compile(
 )
 _PRED_NAME = re.compile(
     r"^(probs?|probabilities|predictions?|preds?|outputs?|logits|softmax|y_hat|y_pred|scores|"
-    r"classes|class_ids)(_\d+)?$", re.I
+    r"classes|class_ids|y|out)(_\d+)?$", re.I
 )
 _PRED_OPS = frozenset({"Softmax", "Sigmoid", "ArgMax", "TopKV2", "LogSoftmax"})
+_DANGLING_OPS = frozenset({"Identity", "ReadVariableOp", "Const"})
 _NO_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Print", "PrintV2"}) | _MACHINERY_OPS
 
 
@@ -231,8 +232,14 @@ class GraphIR(Body):
                 mach[node.index] = True
             elif "/" in name and _MACHINERY_PART.intersection(name.split("/")):
                 mach[node.index] = True
-        # Nodes not fed by model inputs whose every consumer is machinery.
+        # Nodes not fed by model inputs whose every consumer is machinery; unused reads and
+        # constants outside the data path (an optimizer slot's `read`) count as machinery.
         dep = self.data_dependent
+        for node in nodes:
+            i = node.index
+            if (not dep[i] and node.op in _DANGLING_OPS and not self.consumers[i]
+                    and not self.control_consumers[i]):
+                mach[i] = True
         pending = [len(self.consumers[i]) + len(self.control_consumers[i]) for i in range(len(nodes))]
         producers = [node.inputs + node.control for node in nodes]
         stack = [i for i in range(len(nodes)) if mach[i]]
@@ -287,6 +294,8 @@ class GraphIR(Body):
             if not live[i] or node.op in INPUT_OPS or node.op in _NO_OUTPUT_OPS:
                 continue
             if any(live[j] for j, _ in self.consumers[i]):
+                continue
+            if "T" in node.attr and node.attr["T"].type == 20:  # a resource handle passed along
                 continue
             sinks.append(i)
         model_sinks = [i for i in sinks if not loss[i]]
@@ -509,9 +518,14 @@ def _dtype_name(enum):
     if _DTYPES is None:
         from tensorboard.compat.proto import types_pb2
 
-        _DTYPES = {v: k[3:].lower() for k, v in types_pb2.DataType.items()}
-    name = _DTYPES.get(enum, str(enum))
-    return name[:-4] + "_ref" if name.endswith("_ref") else name
+        renames = {"float": "float32", "double": "float64", "half": "float16"}
+        _DTYPES = {}
+        for key, value in types_pb2.DataType.items():
+            name = key[3:].lower()
+            ref = name.endswith("_ref")
+            base = name[:-4] if ref else name
+            _DTYPES[value] = renames.get(base, base) + ("_ref" if ref else "")
+    return _DTYPES.get(enum, str(enum))
 
 
 def shape_list(shape_proto):
