@@ -7,7 +7,7 @@ import { GraphView, itemSize } from "./graphview.js";
 import { VarTable } from "./vartable.js";
 import { TagEdits } from "./tags.js";
 import { roleColor, STATUS_COLOR } from "./colors.js";
-import { renderVerification, divergingNodes } from "./verifyview.js";
+import { renderVerification, divergingNodes, passed } from "./verifyview.js";
 import { readHash, writeHash } from "./hash.js";
 
 const short = (name) => name.split("/").pop();
@@ -235,7 +235,7 @@ export class App {
     this.layout = layout;
     this.status.hidden = true;
     this.redraw();
-    if (fit) this.gv.fit();
+    if (fit) this.gv.fit(true);
     this.drawLegend();
     this.root.dataset.layout = "done"; // browser tests wait for this
   }
@@ -634,7 +634,7 @@ export class App {
     const ver = res.verification;
     clear(this.banner).append(h("div.result#vm-result", {},
       h("div", {}, h("b", {}, "Exported "), h("span.mono", {}, res.model_path || "?"),
-        ver ? [" · verification ", h("span.status", { style: { background: STATUS_COLOR[ver.passed ? "OK" : "FAILED"] } }, ver.passed ? "passed" : "failed"),
+        ver ? [" · verification ", h("span.status", { style: { background: STATUS_COLOR[passed(ver) ? "OK" : "FAILED"] } }, passed(ver) ? "passed" : "failed"),
           " ", h("button.link", { onclick: () => this.setTab("verify") }, "show")] : ""),
       h("div.muted", {}, `${layers.length} layers: ${std} standard, ${layers.length - std} custom · standard weights ${fmtInt(sw.count)} (${fmtInt(sw.params)} params) · custom weights ${fmtInt(cw.count)} (${fmtInt(cw.params)} params)`),
       (uns.nodes || []).length ? h("div.unsupported", {}, "Unsupported ops: ",

@@ -71,12 +71,16 @@ export class GraphView {
     this.root.setAttribute("transform", `translate(${x},${y}) scale(${k})`);
   }
 
-  fit() {
+  // Whole graph in view; with readable=true a tall graph keeps a legible zoom, top first.
+  fit(readable = false) {
     if (!this.layout) return;
     const r = this.svg.getBoundingClientRect();
     const w = Math.max(this.layout.width, 1), hgt = Math.max(this.layout.height, 1);
-    const k = Math.min(1.5, (r.width - 40) / w, (r.height - 40) / hgt);
-    this.view = { k, x: (r.width - w * k) / 2, y: Math.max(20, (r.height - hgt * k) / 2) };
+    let k = Math.min(1.5, (r.width - 40) / w, (r.height - 40) / hgt);
+    if (readable && k < 0.7) {
+      k = Math.min(0.7, (r.width - 40) / w);
+      this.view = { k, x: (r.width - w * k) / 2, y: 20 };
+    } else this.view = { k, x: (r.width - w * k) / 2, y: Math.max(20, (r.height - hgt * k) / 2) };
     this._apply();
   }
 

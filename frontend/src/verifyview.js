@@ -22,7 +22,7 @@ export function renderVerification(host, report, onNode) {
   const layerNodes = new Map((conv.layers || []).map((l) => [l.layer, l.tf_nodes || []]));
   const classes = new Map((conv.layers || []).map((l) => [l.layer, l]));
   host.append(h("div.vhead", {},
-    h("h3", {}, "Verification", ver ? [" ", status(ver.passed ? "OK" : "FAILED")] : ""),
+    h("h3", {}, "Verification", ver ? [" ", status(passed(ver) ? "OK" : "FAILED")] : ""),
     h("span.muted", {}, `attempt ${report.attempt ?? "?"}`, report.created ? ` · ${report.created}` : "",
       ver ? ` · atol ${fmt(ver.atol)} · rtol ${fmt(ver.rtol)}` : "")));
   if (!ver) {
@@ -62,6 +62,14 @@ export function renderVerification(host, report, onNode) {
   }
   const sw = conv.standard_weights || {}, cw = conv.custom_weights || {};
   host.append(h("div.muted", {}, `standard weights ${fmtInt(sw.count)} (${fmtInt(sw.params)} params) · custom weights ${fmtInt(cw.count)} (${fmtInt(cw.params)} params)`));
+}
+
+// report.verification.passed, or (when absent) every layer and output OK.
+export function passed(ver) {
+  if (typeof ver.passed === "boolean") return ver.passed;
+  const sts = [...(ver.outputs || []).map((o) => o.status),
+    ...(ver.layers || []).flatMap((l) => [l.isolated?.status, l.cumulative?.status])];
+  return sts.every((s) => s === "OK" || s == null);
 }
 
 // node name -> "INACCURATE" | "FAILED" for layers that diverge.
