@@ -3,6 +3,8 @@
 - `tf1_models_dir` (session): a read-only logdir with every core demo model, both variants
   (`<model>` = ref variables, `<model>_resource` = resource variables).
 - `zoo_models_dir` (session): the one-op zoo models, ref variant only.
+- `legacy_models_dir` (session): rnn_cell / tf_slim models ("legacy_*"), both variants,
+  generated in a TF_USE_LEGACY_KERAS=1 subprocess.
 - `copy_model(name)` (function): copies one model dir to a fresh tmp dir, returns its path.
 - `tf1_logdir` (function): a writable copy of the whole `tf1_models_dir`.
 - `real_fixtures` (function): a writable copy of <repo>/../shared/fixtures/real (skips if absent).
@@ -55,16 +57,27 @@ def zoo_models_dir(tmp_path_factory):
     return str(out)
 
 
+@pytest.fixture(scope="session")
+def legacy_models_dir(tmp_path_factory):
+    """BasicLSTMCell, GRUCell and tf_slim conv/batch_norm/layer_norm models, both variants."""
+    out = tmp_path_factory.mktemp("legacy_models")
+    generate(str(out), models=["legacy"], variants=("ref", "resource"))
+    return str(out)
+
+
 @pytest.fixture
 def copy_model(tf1_models_dir, tmp_path, request):
     """copy_model("cnn_bn_adam_resource") -> path of a fresh writable copy under tmp_path.
 
     The copy lives in tmp_path/"logdir"/<name>, so its parent works as a logdir too.
-    Zoo models ("zoo_*") are copied from zoo_models_dir.
+    Zoo models ("zoo_*") come from zoo_models_dir, legacy ones from legacy_models_dir.
     """
     def copy(name):
-        src_root = (request.getfixturevalue("zoo_models_dir") if name.startswith("zoo_")
-                    else tf1_models_dir)
+        src_root = tf1_models_dir
+        if name.startswith("zoo_"):
+            src_root = request.getfixturevalue("zoo_models_dir")
+        elif name.startswith("legacy_"):
+            src_root = request.getfixturevalue("legacy_models_dir")
         src = os.path.join(src_root, name)
         if not os.path.isdir(src):
             raise LookupError(f"no generated demo model {name!r} in {src_root}; "

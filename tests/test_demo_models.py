@@ -14,7 +14,7 @@ from tb_varmap.demo.tf1_models import MODELS, sample_feed
 from tb_varmap.errors import BadInput
 
 v1 = tf.compat.v1
-CORE = [n for n, s in MODELS.items() if not s.zoo]
+CORE = [n for n, s in MODELS.items() if not (s.zoo or s.legacy)]
 ZOO = [n for n, s in MODELS.items() if s.zoo]
 RUNS = [(m, v) for m in CORE for v in ("ref", "resource")]
 
@@ -303,3 +303,75 @@ def test_make_demo_logs_script_replaces_the_folder(tmp_path):
     names = set(os.listdir(out))
     assert "stale_run" not in names and {"README.md", "cnn_bn_adam_resource"} <= names
     assert not os.path.exists(str(out) + ".tmp") and not os.path.exists(str(out) + ".old")
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _lstm_numpy(x, r):
+    """BasicLSTMCell: [x, h] @ W + b split i, j, f, o; forget_bias 1.0 added at run time."""
+    w, b = r.get_tensor("rnn/basic_lstm_cell/kernel"), r.get_tensor("rnn/basic_lstm_cell/bias")
+    h = c = np.zeros((x.shape[0], 8), np.float32)
+    for t in range(x.shape[1]):
+        i, j, f, o = np.split(np.concatenate([x[:, t], h], 1) @ w + b, 4, axis=1)
+        c = c * _sigmoid(f + 1.0) + _sigmoid(i) * np.tanh(j)
+        h = np.tanh(c) * _sigmoid(o)
+    return h
+
+
+def _gru_numpy(x, r):
+    """GRUCell: gates r, u from [x, h]; candidate from [x, r * h]; h = u * h + (1 - u) * c."""
+    g = {k: r.get_tensor(f"rnn/gru_cell/{k}") for k in
+         ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias")}
+    h = np.zeros((x.shape[0], 6), np.float32)
+    for t in range(x.shape[1]):
+        rg, u = np.split(_sigmoid(np.concatenate([x[:, t], h], 1) @ g["gates/kernel"]
+                                  + g["gates/bias"]), 2, axis=1)
+        c = np.tanh(np.concatenate([x[:, t], rg * h], 1) @ g["candidate/kernel"]
+                    + g["candidate/bias"])
+        h = u * h + (1 - u) * c
+    return h
+
+
+@pytest.mark.parametrize("variant", ["ref", "resource"])
+@pytest.mark.parametrize("model,cell", [("legacy_lstm", _lstm_numpy), ("legacy_gru", _gru_numpy)])
+def test_legacy_rnn_models_follow_the_documented_gate_layout(legacy_models_dir, model, cell,
+                                                             variant):
+    d = os.path.join(legacy_models_dir, run_name(model, variant))
+    r = ckpt(d)
+    x = sample_feed(model, batch=3)["x"]
+    want = cell(x, r) @ r.get_tensor("head/kernel") + r.get_tensor("head/bias")
+    np.testing.assert_allclose(run_model(d, {"x": x}, "y:0"), want, atol=1e-5)
+    assert np.abs(r.get_tensor(f"rnn/{'basic_lstm_cell' if 'lstm' in model else 'gru_cell/gates'}"
+                               "/bias")).min() > 0       # nothing trivially zero
+    ops = {n.op for n in graph_def_of(d).node}
+    assert ("VariableV2" in ops) == (variant == "ref")
+
+
+def test_legacy_slim_cnn_has_no_gamma_and_layer_norm_over_all_axes(legacy_models_dir):
+    d = os.path.join(legacy_models_dir, "legacy_slim_cnn")
+    r = ckpt(d)
+    assert "conv/BatchNorm/gamma" not in r.get_variable_to_shape_map()   # slim: scale=False
+    x = sample_feed("legacy_slim_cnn", batch=2)["x"]
+    z = tf.nn.conv2d(x, r.get_tensor("conv/weights"), 1, "SAME").numpy()
+    bn = (z - r.get_tensor("conv/BatchNorm/moving_mean")) / np.sqrt(
+        r.get_tensor("conv/BatchNorm/moving_variance") + 1e-3) + r.get_tensor("conv/BatchNorm/beta")
+    h = np.maximum(bn, 0)
+    m, v = h.mean(axis=(1, 2, 3), keepdims=True), h.var(axis=(1, 2, 3), keepdims=True)
+    h = (h - m) / np.sqrt(v + 1e-12) * r.get_tensor("ln/gamma") + r.get_tensor("ln/beta")
+    want = h.reshape(2, -1) @ r.get_tensor("fc/weights") + r.get_tensor("fc/biases")
+    np.testing.assert_allclose(run_model(d, {"x": x}, "y:0"), want, atol=1e-4)
+    ops = {n.op for n in graph_def_of(d).node}
+    assert {"FusedBatchNormV3", "Rsqrt", "Conv2D"} <= ops
+
+
+def test_legacy_models_need_the_legacy_subprocess(tmp_path):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = os.path.dirname(DEMO_LOGS)
+    proc = subprocess.run([sys.executable, "-m", "tb_varmap.demo.generate", "--out",
+                           str(tmp_path), "--models", "legacy_lstm"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "TF_USE_LEGACY_KERAS=1" in proc.stderr

@@ -1,11 +1,14 @@
 """Write demo TF1 model_dirs: `python -m tb_varmap.demo.generate --out DIR`.
 
 Layout: the "ref" variant of model M goes to DIR/M, the "resource" variant to
-DIR/M_resource. `--models` takes names from tf1_models.MODELS, or "core" (every non-zoo
-model, the default), "zoo" (the one-op models) or "all".
+DIR/M_resource. `--models` takes names from tf1_models.MODELS, or "core" (the six main
+models, the default), "zoo" (one-op models), "legacy" (rnn_cell / tf_slim models, names
+"legacy_*") or "all".
 
 `generate()` runs the builders in a subprocess, so the calling process (tests, the plugin)
-never gets their TF graph state. Existing model dirs of the same name are replaced.
+never gets their TF graph state; legacy models get a second subprocess with
+TF_USE_LEGACY_KERAS=1 (the CLI needs that variable set for them). Existing model dirs of the
+same name are replaced.
 """
 import argparse
 import json
@@ -27,9 +30,9 @@ def run_name(model, variant):
 
 
 def generate(out_dir, models=None, variants=("ref", "resource"), timeout=600):
-    """Build `models` (names or "core"/"zoo"/"all"; None = core) in `variants` under out_dir.
+    """Build `models` (names, or "core"/"zoo"/"legacy"/"all"; None = core) in `variants`.
 
-    Runs in a subprocess. Returns {run name: absolute model_dir path}.
+    Writes under out_dir from a subprocess. Returns {run name: absolute model_dir path}.
     Raises BadInput for an unknown model or variant, RuntimeError if the generator fails.
     """
     if isinstance(models, str):
@@ -39,9 +42,31 @@ def generate(out_dir, models=None, variants=("ref", "resource"), timeout=600):
     bad = [v for v in variants if v not in VARIANT_SUFFIX]
     if bad:
         raise BadInput(f"unknown variant(s) {bad}; expected 'ref', 'resource' or 'both'")
+    models = list(models or ["core"])
+    if "all" in models:
+        models = [m for m in models if m != "all"] + ["core", "zoo", "legacy"]
+    legacy = [m for m in models if _is_legacy(m)]
+    plain = [m for m in models if not _is_legacy(m)]
+    written = {}
+    if plain:
+        written.update(_run(out_dir, plain, variants, timeout, legacy=False))
+    if legacy:
+        written.update(_run(out_dir, legacy, variants, timeout, legacy=True))
+    return written
+
+
+def _is_legacy(name):
+    return name == "legacy" or name.startswith("legacy_")
+
+
+def _run(out_dir, models, variants, timeout, legacy):
     cmd = [sys.executable, "-m", "tb_varmap.demo.generate", "--out", os.path.abspath(out_dir),
-           "--models", ",".join(models or ["core"]), "--variant", ",".join(variants)]
+           "--models", ",".join(models), "--variant", ",".join(variants)]
     env = dict(os.environ)
+    if legacy:
+        env["TF_USE_LEGACY_KERAS"] = "1"          # must be set before TF is imported
+    else:
+        env.pop("TF_USE_LEGACY_KERAS", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [_REPO_ROOT, env.get("PYTHONPATH")] if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["TF_DETERMINISTIC_OPS"] = "1"
@@ -60,17 +85,23 @@ def generate(out_dir, models=None, variants=("ref", "resource"), timeout=600):
 
 
 def _expand(names, all_models):
-    core = [n for n, s in all_models.items() if not s.zoo]
+    core = [n for n, s in all_models.items() if not (s.zoo or s.legacy)]
     zoo = [n for n, s in all_models.items() if s.zoo]
+    legacy = [n for n, s in all_models.items() if s.legacy]
     out = []
     for name in names:
-        picked = {"core": core, "zoo": zoo, "all": core + zoo}.get(name)
+        picked = {"core": core, "zoo": zoo, "legacy": legacy,
+                  "all": core + zoo + legacy}.get(name)
         if picked is None:
             if name not in all_models:
                 raise BadInput(f"unknown demo model {name!r}; expected one of "
-                               f"{sorted(all_models)} or core/zoo/all")
+                               f"{sorted(all_models)} or core/zoo/legacy/all")
             picked = [name]
         out += [n for n in picked if n not in out]
+    if (any(all_models[n].legacy for n in out)
+            and os.environ.get("TF_USE_LEGACY_KERAS") != "1"):
+        raise BadInput("legacy demo models (rnn_cell, tf_slim) need TF_USE_LEGACY_KERAS=1 "
+                       "set before TensorFlow starts; generate() sets it for them")
     return out
 
 

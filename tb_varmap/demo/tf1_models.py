@@ -34,6 +34,7 @@ class ModelSpec:
     steps: list = field(default_factory=list)   # every checkpoint step kept
     graph_source: str = "events"        # "events" | "graph.pbtxt"
     zoo: bool = False                   # one-op models for exporter tests
+    legacy: bool = False                # rnn_cell / tf_slim: built with TF_USE_LEGACY_KERAS=1
 
 
 # ---------------------------------------------------------------- helpers
@@ -416,6 +417,29 @@ _ZOO = {
 }
 
 
+# ---------------------------------------------------------------- legacy layers
+
+def _legacy_builder(name, doc):
+    """Builder that loads legacy_models lazily (only a TF_USE_LEGACY_KERAS=1 process can)."""
+    def build(model_dir, variant="ref"):
+        from tb_varmap.demo import legacy_models
+
+        return getattr(legacy_models, "build_" + name)(model_dir, variant)
+    build.__doc__ = doc
+    return build
+
+
+_LEGACY = {
+    "legacy_lstm": "x[None,4,3] -> static_rnn(BasicLSTMCell(8), forget_bias 1.0) -> last h "
+                   "-> dense -> y. rnn/basic_lstm_cell/kernel [11, 32], gates i, j, f, o.",
+    "legacy_gru": "x[None,4,3] -> static_rnn(GRUCell(6)) -> last h -> dense -> y. "
+                  "rnn/gru_cell/gates/kernel [9, 12] (r, u), candidate/kernel [9, 6].",
+    "legacy_slim_cnn": "x[None,8,8,3] -> slim.conv2d + slim.batch_norm (scale=False, "
+                       "inference) + relu -> slim.layer_norm -> flatten -> "
+                       "slim.fully_connected(5) -> y.",
+}
+
+
 # ---------------------------------------------------------------- registry
 
 def _spec(name, build, inputs, outputs, step, steps=None, **kw):
@@ -437,6 +461,11 @@ MODELS = {s.name: s for s in [
     _spec(name, _zoo_builder(fn, shape), {"x": ([None, *shape], "float32")}, ["y:0"], 1,
           zoo=True)
     for name, (fn, shape) in _ZOO.items()
+] + [
+    _spec(name, _legacy_builder(name, doc),
+          {"x": ([None, 4, 3] if "slim" not in name else [None, 8, 8, 3], "float32")},
+          ["y:0"], 1, legacy=True)
+    for name, doc in _LEGACY.items()
 ]}
 
 
