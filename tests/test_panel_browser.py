@@ -1,10 +1,12 @@
 """The VarMap tab in headless Chromium against a real tensorboard process on demo_logs."""
 import json
 import os
+import shutil
+import time
 
 import pytest
 
-from browser_util import CHROMIUM, TensorBoard, copy_demo_logs, launch_chromium, shot
+from browser_util import CHROMIUM, REPO, TensorBoard, copy_demo_logs, launch_chromium, shot
 
 pytestmark = [
     pytest.mark.browser,
@@ -16,9 +18,16 @@ RUN = "dense_nobias"  # one MatMul on dense/kernel [10, 5]
 BIG_RUN = "cnn_bn_adam"  # conv + BN + Adam, training tower and optimizer
 
 
+REAL_LSTM = os.path.join(REPO, "..", "shared", "fixtures", "real", "charrnn_lstm_tf012")
+BIG_REAL_RUN = "charrnn"  # real TF 0.12 char-RNN: ~9.7k nodes, 50 unrolled steps
+
+
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
-    return copy_demo_logs(str(tmp_path_factory.mktemp("panel") / "logs"))
+    logs = copy_demo_logs(str(tmp_path_factory.mktemp("panel") / "logs"))
+    if os.path.isdir(REAL_LSTM):
+        shutil.copytree(REAL_LSTM, os.path.join(logs, BIG_REAL_RUN))
+    return logs
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +144,52 @@ def test_graph_collapses_scopes_and_search_expands_them(tb, new_page):
     page.locator(".graph-svg").focus()
     page.keyboard.press("Escape")
     assert page.locator(".gitem.selected").count() == 0
+
+
+def test_big_real_graph_opens_collapsed_and_expands_on_click(tb, logdir, new_page):
+    if not os.path.isdir(os.path.join(logdir, BIG_REAL_RUN)):
+        pytest.skip("real fixture %s not found" % REAL_LSTM)
+    graph = tb.get_json("graph?run=" + BIG_REAL_RUN)
+    assert graph["node_count"] > 5000
+    page = open_panel(new_page(), tb, BIG_REAL_RUN)
+    boxes = page.locator(".gitem").count()
+    assert 0 < boxes <= 150  # top scopes only
+    shot(page, "big_graph_collapsed")
+    scope = page.locator(".gitem.scope").first
+    name = scope.get_attribute("data-name")
+    scope.click()
+    # The page keeps answering while the worker lays the graph out.
+    t0 = time.time()
+    assert page.evaluate("1 + 1") == 2
+    assert time.time() - t0 < 1.0
+    page.wait_for_selector('.gitem.container[data-name="%s"]' % name, timeout=60000, state="attached")
+    page.wait_for_selector('#varmap-root[data-layout="done"]', state="attached")
+    assert page.locator(".gitem").count() > boxes
+    assert name in page.locator(".details").inner_text()  # the scope's details and bulk tagging
+    shot(page, "big_graph_expanded")
+
+
+def test_bulk_role_for_a_scope(tb, logdir, new_page):
+    run = BIG_RUN
+    res = tb.get_json("variables?run=" + run)
+    biases = [v["variable"] for v in res["variables"] if v["kind"] == "weight" and v["variable"].endswith("/bias")]
+    assert len(biases) >= 2
+    role = next(r for r, spec in sorted(res["roles"].items())
+                if r not in ("ignore", "constant") and (spec.get("ranks") is None or 1 in spec["ranks"])
+                and any(v["role"] != r for v in res["variables"] if v["variable"] in biases))
+    scope = biases[0].split("/")[0]
+    page = open_panel(new_page(), tb, run)
+    page.locator('.gitem.container[data-name="%s"] > rect' % scope).first.click(position={"x": 5, "y": 40})
+    page.locator(".details input.glob").fill("bias")
+    page.locator(".details select.bulk-role").select_option(role)
+    page.locator(".details button", has_text="Apply").click()
+    under = [b for b in biases if b.startswith(scope + "/")]
+    changed = [v["variable"] for v in res["variables"] if v["variable"] in under and v["role"] != role]
+    assert changed and page.locator("table.vt tr.edited").count() == len(changed)
+    page.locator("#vm-save").click()
+    page.wait_for_selector(".msg.ok", timeout=30000)
+    stored = tags_file(logdir, run)["variables"]
+    assert all(stored[b]["role"] == role for b in under)
 
 
 def test_machinery_toggle_shows_training_nodes(tb, new_page):

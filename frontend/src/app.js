@@ -62,7 +62,7 @@ export class App {
     this.root.append(h("div.vm-app", {}, toolbar, this.banner,
       h("div.main", {}, this.graphPane, this.verifyPane, this.side), this.menu, this.dialog));
     this.gv = new GraphView(this.graphPane, {
-      onClick: (item) => this.select(item.kind === "scope" ? { kind: "scope", id: item.id } : { kind: "node", id: item.id }),
+      onClick: (item) => this.clickItem(item),
       onToggle: (sid) => this.toggleScope(sid),
       onContext: (item, e) => this.contextMenu(item, e),
       onBackground: () => this.select(null),
@@ -284,7 +284,7 @@ export class App {
   label(item) {
     if (item.kind === "scope" || item.kind === "container") {
       const sc = this.ix.scopes.get(item.id);
-      return { title: short(sc.name), sub: item.kind === "scope" ? `${sc.node_count} nodes` : "" };
+      return { title: short(sc.name), sub: item.kind === "scope" ? `${sc.node_count} node${sc.node_count === 1 ? "" : "s"}` : "" };
     }
     const n = this.ix.byId.get(item.id);
     if (n.variable != null) return { title: short(n.variable === "" ? n.name : n.variable), sub: this.currentRole(n.variable) || "unresolved ?" };
@@ -303,7 +303,7 @@ export class App {
         fill: collapsed ? "#eceff1" : null,
         stroke: collapsed && f.diverge ? STATUS_COLOR[f.diverge] : collapsed && f.unres ? "#e53935" : null,
         badge: collapsed && f.unres ? `${f.unres} ?` : collapsed && f.edited ? "•" : "",
-        tip: `${sc.name || "(root)"} — ${sc.node_count} nodes${f.unres ? `, ${f.unres} unresolved variables` : ""}\n${collapsed ? "double-click to expand" : "click the frame to collapse"}`,
+        tip: `${sc.name || "(root)"} — ${sc.node_count} nodes${f.unres ? `, ${f.unres} unresolved variables` : ""}\n${collapsed ? "click to expand" : "click the title to collapse"}`,
       };
     }
     const n = this.ix.byId.get(item.id);
@@ -336,6 +336,17 @@ export class App {
     for (const v of this.vars ? this.vars.variables : []) if (v.kind === "weight") roles.add((this.edits.roleOf(v) || "").split(".")[0]);
     clear(this.legend).append(...[...roles].sort().map((r) =>
       h("span.lg", {}, h("span.rolechip", { style: { background: roleColor(r || null) } }), r || "unresolved")));
+  }
+
+  // A collapsed scope box opens on click (and shows its details); a node is selected.
+  async clickItem(item) {
+    if (item.kind !== "scope") return this.select({ kind: "node", id: item.id });
+    if (!this.expanded.has(item.id)) {
+      this.expanded.add(item.id);
+      this.selected = { kind: "scope", id: item.id };
+      await this.relayout();
+    }
+    this.select({ kind: "scope", id: item.id });
   }
 
   toggleScope(sid) {

@@ -15,10 +15,11 @@ function frame(title, build) {
 }
 
 export function overlayChart(orig, keras) {
-  return frame("values: original vs Keras", (el) => {
+  const title = h("span", {}, "values: ", h("b", { style: { color: "#1e88e5" } }, "original"), " vs ", h("b", { style: { color: "#f57c00" } }, "Keras (dashed)"));
+  return frame(title, (el) => {
     const x = orig.map((_, i) => i);
     new uPlot({
-      width: W, height: H, legend: { show: true }, scales: { x: { time: false } },
+      width: W, height: H, legend: { show: false }, scales: { x: { time: false } },
       series: [{ label: "index" },
         { label: "original", stroke: "#1e88e5", width: 2 },
         { label: "keras", stroke: "#f57c00", width: 1, dash: [4, 3] }],
@@ -42,14 +43,15 @@ export function scatterChart(orig, keras) {
 }
 
 export function histogramChart(hist) {
-  return frame("|error| histogram", (el) => {
-    const edges = hist.edges || [], counts = hist.counts || [];
+  const edges = hist.edges || [], counts = hist.counts || [];
+  const exact = edges.length > 1 && edges[0] === edges[edges.length - 1];
+  return frame(exact ? "|error| histogram (all errors exactly 0)" : "|error| histogram", (el) => {
     const centers = counts.map((_, i) => (edges[i] + edges[i + 1]) / 2);
     new uPlot({
-      width: W, height: H, legend: { show: false }, scales: { x: { time: false } },
+      width: W, height: H, legend: { show: false }, scales: { x: { time: false, range: exact ? [-1, 1] : undefined } },
       series: [{ label: "|error|" },
         { label: "count", stroke: "#8e24aa", fill: "rgba(142,36,170,0.35)", paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false } }],
-      axes: [{ label: "|error|" }, { label: "count", size: 45 }],
+      axes: [{ label: "|error|" }, { label: "count", size: 64 }],
     }, [centers, counts], el);
   });
 }

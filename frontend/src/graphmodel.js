@@ -61,7 +61,8 @@ export function initialExpansion(ix, showMachinery, budget = 50) {
   const expanded = new Set([0]);
   let count = visibleGraph(ix, expanded, showMachinery).items.size;
   const queue = [...ix.scopes.get(0).children];
-  while (queue.length) {
+  let tries = 0; // each try is O(nodes): keep big graphs fast
+  while (queue.length && tries++ < 60) {
     const sid = queue.shift();
     if (ix.varScope.has(sid) || !ix.scopes.get(sid).forward) continue;
     const trial = new Set(expanded).add(sid);

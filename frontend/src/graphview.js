@@ -15,7 +15,7 @@ export class GraphView {
     this.svg = s("svg", { class: "graph-svg", tabindex: "0" });
     this.svg.append(
       s("defs", {},
-        s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },
+        s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "8", markerHeight: "8", markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
           s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#90a4ae" })))
     );
     this.root = s("g", {});
@@ -105,11 +105,14 @@ export class GraphView {
       const b = layout.boxes.get(key);
       if (!b) continue;
       const d = deco({ key, kind: "container", id: sid });
-      const g = s("g", { class: "gitem container " + (d.cls || ""), "data-key": key },
+      const title = s("text", { x: b.x + 8, y: b.y + 17, class: "ctitle" }, "− " + d.title);
+      const g = s("g", { class: "gitem container " + (d.cls || ""), "data-key": key, "data-name": d.name || "" },
         s("rect", { x: b.x, y: b.y, width: b.width, height: b.height, rx: 6 }),
-        s("text", { x: b.x + 8, y: b.y + 17, class: "ctitle" }, "− " + d.title),
+        title,
         s("title", {}, d.tip || d.title));
-      g.addEventListener("click", (e) => { e.stopPropagation(); this.cb.onToggle(sid); });
+      // The title collapses the scope; the frame selects it (scope details, bulk tagging).
+      title.addEventListener("click", (e) => { e.stopPropagation(); this.cb.onToggle(sid); });
+      g.addEventListener("click", (e) => { e.stopPropagation(); this.cb.onClick({ key, kind: "scope", id: sid }, e); });
       g.addEventListener("contextmenu", (e) => { e.preventDefault(); this.cb.onContext({ key, kind: "container", id: sid }, e); });
       gScopes.append(g);
       this.items.set(key, g);
@@ -139,7 +142,6 @@ export class GraphView {
         d.badge ? s("text", { x: b.x + b.width - 4, y: b.y - 3, class: "badge" }, d.badge) : null,
         s("title", {}, d.tip || d.title));
       g.addEventListener("click", (e) => { e.stopPropagation(); this.cb.onClick(item, e); });
-      g.addEventListener("dblclick", (e) => { e.stopPropagation(); if (item.kind === "scope") this.cb.onToggle(item.id); });
       g.addEventListener("contextmenu", (e) => { e.preventDefault(); e.stopPropagation(); this.cb.onContext(item, e); });
       gNodes.append(g);
       this.items.set(item.key, g);
