@@ -1,7 +1,7 @@
 """Regenerate the committed demo_logs/ logdir: `python scripts/make_demo_logs.py [--out DIR]`.
 
-Writes every core demo model with ref variables (run `<model>`) and a few with resource
-variables (run `<model>_resource`) into a temporary sibling, then swaps it in place of the
+Writes every core demo model and two legacy-layer ones with ref variables (run `<model>`)
+and a few with resource variables (run `<model>_resource`) into a temporary sibling, then swaps it in place of the
 old folder, so a failed run leaves the old demo_logs untouched.
 """
 import argparse
@@ -18,6 +18,7 @@ from tb_varmap.demo.generate import generate  # noqa: E402
 CORE = ["dense_nobias", "conv_bias", "custom_sigmoid", "cnn_bn_adam", "mlp_estimator_style",
         "partitioned_embedding"]
 RESOURCE = ["dense_nobias", "custom_sigmoid", "cnn_bn_adam"]
+LEGACY = ["legacy_lstm", "legacy_slim_cnn"]      # rnn_cell / tf_slim, ref variables
 
 README = """# demo_logs
 
@@ -52,7 +53,7 @@ def main(argv=None):
     out = os.path.abspath(args.out)
     tmp, old = out + ".tmp", out + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
-    written = generate(tmp, models=CORE, variants=("ref",))
+    written = generate(tmp, models=CORE + LEGACY, variants=("ref",))
     written.update(generate(tmp, models=RESOURCE, variants=("resource",)))
     with open(os.path.join(tmp, "README.md"), "w") as f:
         f.write(_readme(sorted(written)))

@@ -277,14 +277,15 @@ DEMO_LOGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
                          "demo_logs")
 
 
-def test_committed_demo_logs_match_the_generator(tf1_models_dir):
+def test_committed_demo_logs_match_the_generator(tf1_models_dir, legacy_models_dir):
     runs = sorted(n for n in os.listdir(DEMO_LOGS) if os.path.isdir(os.path.join(DEMO_LOGS, n)))
     assert set(CORE) <= set(runs)
     assert any(r.endswith("_resource") for r in runs)
     assert "graph.pbtxt" in os.listdir(os.path.join(DEMO_LOGS, "mlp_estimator_style"))
     assert os.path.isdir(os.path.join(DEMO_LOGS, "mlp_estimator_style", "eval"))
     for run in runs:       # same values as a fresh generation: demo_logs is not stale
-        a, b = ckpt(os.path.join(DEMO_LOGS, run)), ckpt(os.path.join(tf1_models_dir, run))
+        fresh = legacy_models_dir if run.startswith("legacy_") else tf1_models_dir
+        a, b = ckpt(os.path.join(DEMO_LOGS, run)), ckpt(os.path.join(fresh, run))
         assert a.get_variable_to_shape_map() == b.get_variable_to_shape_map(), run
         for key in a.get_variable_to_shape_map():
             np.testing.assert_allclose(a.get_tensor(key), b.get_tensor(key), rtol=1e-5,
