@@ -19,7 +19,6 @@ FLOAT_NOISE = 1.2e-7      # ~float32 epsilon: differences this small never fail
 SAMPLE_SIZE = 200
 HIST_BINS = 20
 UNKNOWN_DIM = 8          # size given to an unknown non-batch dim of a random input
-INT_RANGE = 10           # ints that index no embedding table are drawn from [0, INT_RANGE)
 WORST = 5
 
 OK, INACCURATE, FAILED = "OK", "INACCURATE", "FAILED"
@@ -95,6 +94,11 @@ def _placeholder_spec(node):
         s = node.attr["shape"].shape
         if not s.unknown_rank:
             shape = [d.size if d.size >= 0 else None for d in s.dim]
+    # graphs of TF <= 1.1 write `shape {}` for "unknown"; the recorded output shape knows
+    if not shape and "_output_shapes" in node.attr and node.attr["_output_shapes"].list.shape:
+        s = node.attr["_output_shapes"].list.shape[0]
+        if not s.unknown_rank and s.dim:
+            shape = [d.size if d.size >= 0 else None for d in s.dim]
     return dtype, shape
 
 
@@ -154,21 +158,27 @@ def _table_size(nodes, tensor, by_read):
 def make_inputs(graph_def, inputs, variables, seed, batch=2):
     """Seeded random feeds for placeholder names `inputs`: {name: ndarray}.
 
-    Unknown batch dim -> `batch`, other unknown dims -> UNKNOWN_DIM; floats ~ N(0, 1);
-    ints that index an embedding table lie in [0, rows); other ints in [0, INT_RANGE);
-    bools are False.
+    Unknown batch dim -> `batch` (or the first dim that inputs of rank >= 2 fix, when
+    they agree),
+    other unknown dims -> UNKNOWN_DIM; floats ~ N(0, 1); ints that index an embedding table
+    lie in [0, rows), other ints (lengths, counts) in [1, UNKNOWN_DIM]; bools are False.
     """
     gd = _tf_graph_def(graph_def)
     nodes = _nodes(gd)
     rng = np.random.default_rng(seed)
-    feed = {}
+    specs = {}
     for name in inputs:
         key = _node_name(name)
-        node = _find_placeholder(nodes, name)
-        dtype, shape = _placeholder_spec(node)
+        dtype, shape = _placeholder_spec(_find_placeholder(nodes, name))
         if shape is None:
             raise BadInput(f"input '{key}': placeholder has unknown rank; supply an .npz "
                            f"with a value for '{key}'")
+        specs[key] = (dtype, shape)
+    fixed = {shape[0] for _, shape in specs.values() if len(shape) >= 2 and shape[0]}
+    if len(fixed) == 1:
+        batch = fixed.pop()
+    feed = {}
+    for key, (dtype, shape) in specs.items():
         shape = [(batch if i == 0 else UNKNOWN_DIM) if d is None else d
                  for i, d in enumerate(shape)]
         feed[key] = _random_value(gd, key, dtype, shape, variables, rng)
@@ -180,8 +190,8 @@ def _random_value(gd, key, dtype, shape, variables, rng):
         return rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
     if dtype.is_integer:
         sizes = _id_tables(gd, key, variables)
-        high = min(sizes) if sizes else INT_RANGE
-        return rng.integers(0, max(high, 1), size=shape).astype(dtype.as_numpy_dtype)
+        low, high = (0, min(sizes)) if sizes else (1, UNKNOWN_DIM + 1)
+        return rng.integers(low, max(high, low + 1), size=shape).astype(dtype.as_numpy_dtype)
     if dtype.is_bool:
         return np.zeros(shape, dtype=bool)
     raise BadInput(f"input '{key}': cannot make random values of dtype {dtype.name}; supply "
@@ -811,9 +821,7 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
     rows, want = [], []
     for v in todo:
         if v.name not in orig.var_inputs:
-            rows.append(dict(failed("variable is not read by the verified subgraph"),
-                             variable=v.name))
-            continue
+            continue  # not part of the verified subgraph (e.g. a learning-rate variable)
         paths = bound.get(v.name, [])
         missing = [p for p in paths if p not in weights]
         if not paths or missing:
@@ -857,26 +865,19 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
                     shape = np.shape(values[outputs[i]]) if not isinstance(
                         values.get(outputs[i]), Exception) else ()
                     gys.append(tf.constant(rng.standard_normal(shape), dtype=y.dtype))
-            grads = []
-            for _, v, _ in want:
-                ph = orig.var_inputs[v.name]
-                pairs = [(ph, None)] + orig.handles.get(v.name, [])
-                found = tf.gradients(ys, [h for h, _ in pairs], grad_ys=gys)
-                parts = []
-                for (h, part), g in zip(pairs, found):
-                    if g is None:
-                        continue
-                    g = tf.convert_to_tensor(g)
-                    if part is not None:   # a partition's gradient, placed in the full value
-                        g = tf.gradients(part, ph, grad_ys=g)[0]
-                    parts.append(tf.convert_to_tensor(g))
-                grads.append(tf.add_n(parts) if parts else tf.zeros_like(ph))
-            got = orig.session.run(list(grads) + list(gys), feed_dict=orig.feed)
+            gy_values = orig.session.run(gys, feed_dict=orig.feed)
         except Exception as e:  # noqa: BLE001
             for i, v, _ in want:
-                rows[i].update(failed(f"original gradient failed: {type(e).__name__}: {e}"))
+                rows[i].update(failed(_grad_reason(orig, "d loss / d outputs", e)))
             return rows
-    tf_grads, gy_values = got[:len(want)], got[len(want):]
+        tf_grads = _original_gradients(orig, [v for _, v, _ in want], ys, gy_values)
+    for (i, v, _), g in zip(want, tf_grads):
+        if isinstance(g, str):
+            rows[i].update(failed(g))
+    want = [w for w, g in zip(want, tf_grads) if not isinstance(g, str)]
+    tf_grads = [g for g in tf_grads if not isinstance(g, str)]
+    if not want:
+        return rows
     # keras side
     train = list(dict.fromkeys(p for _, _, paths in want for p in paths))
     try:
@@ -896,6 +897,56 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
         g_k, why = _to_variable_layout(v, paths, weights, kg)
         rows[i].update(failed(why) if why else compare(g_k, g_tf, atol, rtol))
     return rows
+
+
+def _original_gradients(orig, todo, ys, gy_values):
+    """Per variable: d sum(ys * gy) / d value as an array, or a reason string."""
+    import tensorflow as tf
+
+    built = []
+    with orig.graph.as_default():
+        gys = [tf.constant(g, dtype=y.dtype) for y, g in zip(ys, gy_values)]
+        for v in todo:
+            ph = orig.var_inputs[v.name]
+            pairs = [(ph, None)] + orig.handles.get(v.name, [])
+            try:
+                found = tf.gradients(ys, [h for h, _ in pairs], grad_ys=gys)
+                parts = []
+                for (h, part), g in zip(pairs, found):
+                    if g is None:
+                        continue
+                    g = tf.convert_to_tensor(g)
+                    if part is not None:   # a partition's gradient, placed in the full value
+                        g = tf.gradients(part, ph, grad_ys=g)[0]
+                    parts.append(tf.convert_to_tensor(g))
+                built.append(tf.add_n(parts) if parts else tf.zeros_like(ph))
+            except Exception as e:  # noqa: BLE001
+                built.append(_grad_reason(orig, v.name, e))
+    ready = [t for t in built if not isinstance(t, str)]
+    try:
+        values = iter(orig.session.run(ready, feed_dict=orig.feed))
+        return [t if isinstance(t, str) else next(values) for t in built]
+    except Exception:  # noqa: BLE001
+        pass
+    out = []
+    for t in built:
+        try:
+            out.append(t if isinstance(t, str) else orig.session.run(t, feed_dict=orig.feed))
+        except Exception as e:  # noqa: BLE001
+            out.append(_grad_reason(orig, "", e))
+    return out
+
+
+def _grad_reason(orig, what, error):
+    loops = sorted(n for n, node in orig.nodes.items() if node.op in ("Enter", "RefEnter"))
+    hint = ""
+    if loops:
+        frame = orig.nodes[loops[0]].attr["frame_name"].s.decode(errors="replace")
+        hint = (f" (the graph has a TF1 control-flow loop, frame '{frame}'; tf.gradients "
+                "cannot differentiate an imported v1 loop)")
+    what = f" of {what}" if what else ""
+    return (f"original gradient{what} failed: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}{hint}")
 
 
 def _to_variable_layout(v, paths, weights, kg):

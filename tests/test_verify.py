@@ -280,7 +280,15 @@ def test_make_inputs_shapes_dtypes_and_errors(tmp_path):
     feed = V.make_inputs(gd, ["seq", "training", "n"], [], seed=0, batch=3)
     assert feed["seq"].shape == (3, V.UNKNOWN_DIM, 3) and feed["seq"].dtype == np.float64
     assert feed["training"].dtype == bool and not feed["training"]
-    assert feed["n"].dtype == np.int64 and 0 <= feed["n"].min() and feed["n"].max() < 10
+    assert feed["n"].dtype == np.int64 and 1 <= feed["n"].min()
+    assert feed["n"].max() <= V.UNKNOWN_DIM
+    # a first dim fixed by one input is the batch of the others
+    g2 = tf.Graph()
+    with g2.as_default():
+        tf.compat.v1.placeholder(tf.float32, [1, 5, None], name="images")
+        tf.compat.v1.placeholder(tf.int32, [None], name="lengths")
+    feed = V.make_inputs(g2.as_graph_def(), ["images", "lengths"], [], seed=0)
+    assert feed["images"].shape == (1, 5, V.UNKNOWN_DIM) and feed["lengths"].shape == (1,)
     with pytest.raises(BadInput, match="'anything'.*unknown rank"):
         V.make_inputs(gd, ["anything"], [], 0)
     with pytest.raises(BadInput, match="'text'.*string"):
