@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tb_varmap import cli
 from tb_varmap.demo.generate import generate
 
 MODELS = ["dense_nobias", "conv_bias", "custom_sigmoid"]
@@ -27,8 +28,27 @@ def logdir(generated, tmp_path):
 
 
 def tb_varmap(*args):
+    """The installed console script in a real process."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tb_varmap.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(["tb-varmap", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`tb-varmap` in this process (fast: TensorFlow is imported once)."""
+
+    def run(*args):
+        capsys.readouterr()
+        code = cli.main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
 
 
 def test_runs(logdir):
@@ -39,8 +59,8 @@ def test_runs(logdir):
 
 
 @pytest.mark.parametrize("run", ["dense_nobias", "dense_nobias_resource"])
-def test_roles_json_fields(logdir, run):
-    result = tb_varmap("roles", "--logdir", logdir, "--run", run, "--json")
+def test_roles_json_fields(logdir, run, run_cli):
+    result = run_cli("roles", "--logdir", logdir, "--run", run, "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     for row in rows:
@@ -59,7 +79,7 @@ def test_roles_table(logdir):
     assert "conv.kernel" in result.stdout and "conv.bias" in result.stdout
 
 
-def test_bad_input_exits_2_with_one_line(logdir):
+def test_bad_input_exits_2_with_one_line(logdir, run_cli):
     for args in (
         ["roles", "--logdir", logdir, "--run", "nope"],
         ["roles", "--logdir", os.path.join(logdir, "missing"), "--run", "."],
@@ -68,15 +88,17 @@ def test_bad_input_exits_2_with_one_line(logdir):
         ["tag", "--logdir", logdir, "--run", "custom_sigmoid", "--set", "param=conv.kernel"],
         ["roles"],
     ):
-        result = tb_varmap(*args)
+        result = run_cli(*args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         lines = [line for line in result.stderr.splitlines() if line.startswith("tb-varmap")]
         assert len(lines) == 1, result.stderr
     message = tb_varmap("roles", "--logdir", logdir, "--run", "nope").stderr
+    assert len(message.strip().splitlines()) == 1, message
     assert "'nope'" in message
 
 
-def test_tag_set_and_clear(logdir):
+def test_tag_set_and_clear(logdir, run_cli):
+    tb_varmap = run_cli
     result = tb_varmap("tag", "--logdir", logdir, "--run", "custom_sigmoid", "--set", "param=constant")
     assert result.returncode == 0, result.stderr
     rows = json.loads(tb_varmap("roles", "--logdir", logdir, "--run", "custom_sigmoid", "--json").stdout)
