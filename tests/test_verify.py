@@ -369,20 +369,29 @@ def test_compare_tolerance_rules():
 
 # ---------------------------------------------------------------- functions, real converter
 
-def test_handle_captured_by_while_loop_reports_failed_gradient(tmp_path):
+@pytest.mark.parametrize("v2", [True, False], ids=["while_v2", "while_v1"])
+def test_loops_give_failed_gradient_with_reason(tmp_path, v2):
     from tensorflow.python.ops import control_flow_v2_toggles
 
     def build():
-        control_flow_v2_toggles.enable_control_flow_v2()
+        if v2:
+            control_flow_v2_toggles.enable_control_flow_v2()
+        else:
+            control_flow_v2_toggles.disable_control_flow_v2()
         x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
         w = tf.compat.v1.get_variable("w", [4, 4])
         _, h = tf.while_loop(lambda i, h: i < 3,
                              lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w))), [0, x])
         tf.identity(h, name="out")
 
-    gd, values = _save_tf1(tmp_path, build, resource=True)
-    assert any(n.op == "While" for n in gd.node)
-    variables = [VariableBinding("w", ["w:0"], "dense.kernel", True, values["w"])]
+    try:
+        gd, values = _save_tf1(tmp_path, build, resource=v2)
+    finally:
+        control_flow_v2_toggles.enable_control_flow_v2()
+    ops = {n.op for n in gd.node}
+    assert ("While" in ops) if v2 else ("Enter" in ops)
+    reads = ["w:0"] if v2 else ["w/read:0"]
+    variables = [VariableBinding("w", reads, "dense.kernel", True, values["w"])]
     x = keras.Input((4,), name="x")
     d = keras.layers.Dense(4, use_bias=False, activation="tanh", name="d")
     model = keras.Model(x, d(d(d(x))))
@@ -392,7 +401,11 @@ def test_handle_captured_by_while_loop_reports_failed_gradient(tmp_path):
     report = V.verify(gd, ["x"], ["out:0"], variables, Conversion(model, [lb], {}))
     assert report["outputs"][0]["status"] == "OK"            # value through the function
     (grad,) = report["gradients"]
-    assert grad["status"] == "FAILED" and "captured by 'while' (While)" in grad["reason"]
+    assert grad["status"] == "FAILED"
+    if v2:
+        assert "captured by 'while' (While)" in grad["reason"]
+    else:
+        assert "TF1 control-flow loop, frame 'while/while_context'" in grad["reason"], grad
     json.dumps(report, allow_nan=False)
 
 
