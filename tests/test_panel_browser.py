@@ -285,6 +285,35 @@ def test_pick_model_output_from_context_menu(tb, logdir, new_page):
     assert "dense/MatMul:0" in tags_file(logdir, RUN)["outputs"]
 
 
+def test_diverging_layer_from_report_is_highlighted(tb, logdir, new_page):
+    # A stored report (as GET report serves it) whose only layer diverges.
+    err = {"max_abs": 0.25, "max_rel": 0.5, "mean_abs": 0.1, "status": "FAILED"}
+    report = {
+        "format_version": 1, "run": RUN, "attempt": 7, "created": "2026-01-01T00:00:00+00:00",
+        "conversion": {"layers": [{"layer": "dense", "keras_class": "Dense", "standard": True,
+                                   "tf_nodes": ["dense/MatMul"], "variables": []}],
+                       "standard_weights": {"count": 1, "params": 50}, "custom_weights": {"count": 0, "params": 0},
+                       "unsupported": {"by_op": {}, "nodes": []}},
+        "verification": {"atol": 1e-5, "rtol": 1e-5, "passed": False,
+                         "layers": [{"layer": "dense", "tf_outputs": ["dense/MatMul:0"], "isolated": err, "cumulative": err}],
+                         "gradients": [],
+                         "outputs": [{"name": "dense/MatMul:0", **err,
+                                      "sample": {"original": [0.0, 1.0, 2.0], "keras": [0.1, 1.2, 2.25]},
+                                      "error_histogram": {"edges": [0.0, 0.125, 0.25], "counts": [1, 2]}}]},
+    }
+    os.makedirs(os.path.join(logdir, RUN, "varmap"), exist_ok=True)
+    with open(os.path.join(logdir, RUN, "varmap", "report.json"), "w") as f:
+        json.dump(report, f)
+    page = open_panel(new_page(), tb, RUN)
+    page.wait_for_selector('.gitem.div-FAILED[data-name="dense/MatMul"]', timeout=30000, state="attached")
+    page.locator("button.tab", has_text="Verification").click()
+    row = page.wait_for_selector(".verify-pane tr.st-FAILED")
+    assert "attempt 7" in page.locator(".verify-pane").inner_text()
+    assert page.locator(".verify-pane .chart canvas").count() >= 3
+    row.click()  # back to the graph, on the diverging node
+    page.wait_for_selector('.gitem.selected[data-name="dense/MatMul"]', timeout=30000)
+
+
 def test_export_produces_model_and_charts(tb, logdir, new_page):
     page = open_panel(new_page(), tb, "conv_bias")
     page.locator("#vm-export").click()

@@ -345,6 +345,7 @@ export class App {
       this.expanded.add(item.id);
       this.selected = { kind: "scope", id: item.id };
       await this.relayout();
+      this.gv.fitBox("s" + item.id);
     }
     this.select({ kind: "scope", id: item.id });
   }
@@ -497,7 +498,7 @@ export class App {
   scopeDetails(d, sc) {
     const vars = this.vars ? variablesUnder(this.vars.variables, sc.name, "*") : [];
     const roles = Object.keys(this.vars ? this.vars.roles : {}).sort();
-    const glob = h("input.glob", { value: "*kernel*", title: "glob on the variable name under the scope" });
+    const glob = h("input.glob", { value: "*", title: "glob on the variable name under the scope" });
     const roleSel = h("select.bulk-role", {}, roles.map((r) => h("option", { value: r }, r)));
     const onlyUnres = h("input", { type: "checkbox" });
     const count = h("span.muted");

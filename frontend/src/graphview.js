@@ -84,6 +84,16 @@ export class GraphView {
     this._apply();
   }
 
+  // Zoom so that one box (an opened scope) fills the view, never above 1:1.
+  fitBox(key) {
+    const b = this.layout && this.layout.boxes.get(key);
+    if (!b) return;
+    const r = this.svg.getBoundingClientRect();
+    const k = Math.max(0.05, Math.min(1, (r.width - 40) / b.width, (r.height - 40) / b.height));
+    this.view = { k, x: r.width / 2 - (b.x + b.width / 2) * k, y: Math.max(20 - b.y * k, r.height / 2 - (b.y + b.height / 2) * k) };
+    this._apply();
+  }
+
   centerOn(key) {
     const b = this.layout && this.layout.boxes.get(key);
     if (!b) return;
