@@ -7,7 +7,7 @@ variable is partitioned. Partitions `name/part_K` become one logical variable.
 import re
 from dataclasses import asdict, dataclass, field
 
-from tb_varmap.ir import PASS_THROUGH, VARIABLE_OPS, scalar_value
+from tb_varmap.ir import PASS_THROUGH, VARIABLE_OPS, no_gc, scalar_value
 
 SLOT_NAMES = re.compile(
     r"^(Adam|AdamW|Nadam|Momentum|RMSProp|Adagrad|AdagradDA|ProximalAdagrad|Ftrl|Adadelta|"
@@ -209,6 +209,11 @@ def partition_strategy(ir, part_nodes):
 
 def link_variables(ir, ckpt_shapes=None, ckpt_dtypes=None, meta=None):
     """VariableInfo list for a run. ir may be None (checkpoint only); ckpt_* may be None (graph only)."""
+    with no_gc():
+        return _link(ir, ckpt_shapes, ckpt_dtypes, meta)
+
+
+def _link(ir, ckpt_shapes, ckpt_dtypes, meta):
     ckpt_shapes = ckpt_shapes or {}
     ckpt_dtypes = ckpt_dtypes or {}
     groups = {}  # logical name -> list of (part index, node, key, slice spec)

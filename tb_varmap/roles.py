@@ -338,6 +338,8 @@ def _matmul_role(body, node, info):
             return "lstm.kernel", "MatMul input 1, output split into 4 gates (LSTM cell)"
         if n_split == 2 and shape[1] % 2 == 0:
             return "gru.gates_kernel", "MatMul input 1, output split into 2 gates (GRU cell)"
+    if len(shape) == 2 and _reset_gated_input(body, node):
+        return "gru.candidate_kernel", "MatMul input 1 on [x, r*h] with r from a sigmoid gate split (GRU candidate)"
     if "gru" in name and len(shape) == 2:
         if "candidate" in name:
             return "gru.candidate_kernel", "MatMul input 1 in a GRU cell 'candidate' scope"
@@ -346,6 +348,24 @@ def _matmul_role(body, node, info):
     if re.search(r"lstm", name) and len(shape) == 2 and shape[1] % 4 == 0:
         return "lstm.kernel", "MatMul input 1 in an LSTM cell scope"
     return "dense.kernel", "MatMul input 1"
+
+
+def _reset_gated_input(body, matmul):
+    """True when the MatMul's input is concat(x, r * h) with r split from a sigmoid (GRUCell)."""
+    concat = producer(body, matmul, 0)
+    if concat is None or concat.op not in ("ConcatV2", "Concat"):
+        return False
+    for k in range(len(concat.inputs)):
+        mul = producer(body, concat, k)
+        if mul is None or mul.op != "Mul":
+            continue
+        for m in range(len(mul.inputs)):
+            split = producer(body, mul, m)
+            if split is not None and split.op in ("Split", "SplitV"):
+                sources = [producer(body, split, q) for q in range(len(split.inputs))]
+                if any(p is not None and p.op == "Sigmoid" for p in sources):
+                    return True
+    return False
 
 
 def _after_bias(body, node):
