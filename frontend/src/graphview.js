@@ -84,13 +84,15 @@ export class GraphView {
     this._apply();
   }
 
-  // Zoom so that one box (an opened scope) fills the view, never above 1:1.
+  // Zoom so that one box (an opened scope) fills the view; a huge box keeps a legible
+  // zoom and shows its top-left corner first.
   fitBox(key) {
     const b = this.layout && this.layout.boxes.get(key);
     if (!b) return;
     const r = this.svg.getBoundingClientRect();
-    const k = Math.max(0.05, Math.min(1, (r.width - 40) / b.width, (r.height - 40) / b.height));
-    this.view = { k, x: r.width / 2 - (b.x + b.width / 2) * k, y: Math.max(20 - b.y * k, r.height / 2 - (b.y + b.height / 2) * k) };
+    const k = Math.min(1, (r.width - 40) / b.width, (r.height - 40) / b.height);
+    if (k >= 0.5) this.view = { k, x: r.width / 2 - (b.x + b.width / 2) * k, y: r.height / 2 - (b.y + b.height / 2) * k };
+    else this.view = { k: 0.5, x: 20 - b.x * 0.5, y: 30 - b.y * 0.5 };
     this._apply();
   }
 
