@@ -604,10 +604,17 @@ def verify(graph_def, inputs, outputs, variables, conversion, feed=None, *, atol
     import tensorflow as tf
 
     say = progress or (lambda fraction, message: None)
-    try:  # TF32 would make GPU matmuls differ by ~1e-3
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-    except Exception:  # noqa: BLE001
-        pass
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)  # GPU matmuls: ~1e-3 off
+    try:
+        return _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol,
+                       seed, loss, say)
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
+
+
+def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol, seed, loss,
+            say):
     gd = _tf_graph_def(graph_def)
     inputs = [_node_name(i) for i in inputs]
     outputs = [_tensor_name(o) for o in outputs]
@@ -625,28 +632,30 @@ def verify(graph_def, inputs, outputs, variables, conversion, feed=None, *, atol
         fetch += [_tensor_name(t) for t in list(lb.tf_inputs) + list(lb.tf_outputs)]
     fetch_nodes = [_node_name(t) for t in fetch]
     orig = _Original(gd, fetch_nodes, variables, dict(feed))
-    _feed_extra_placeholders(orig, gd, feed, variables, seed)
-    orig.init()
-    say(0.1, "running the original graph")
-    values = orig.run(fetch)
+    try:
+        _feed_extra_placeholders(orig, gd, feed, variables, seed)
+        orig.init()
+        say(0.1, "running the original graph")
+        values = orig.run(fetch)
 
-    model = conversion.model
-    x = _model_feed(model, inputs, feed)
-    report = {"atol": float(atol), "rtol": float(rtol),
-              "inputs": _describe_inputs(feed, source, seed, inputs)}
+        model = conversion.model
+        x = _model_feed(model, inputs, feed)
+        report = {"atol": float(atol), "rtol": float(rtol),
+                  "inputs": _describe_inputs(feed, source, seed, inputs, orig.extra)}
 
-    say(0.3, "comparing layers in isolation")
-    rows = [_isolated(model, lb, values, atol, rtol) for lb in layers]
-    say(0.5, "comparing layers end to end")
-    keras_outs = _cumulative(model, layers, rows, values, x, atol, rtol)
-    report["layers"] = rows
-    report["outputs"] = _outputs(outputs, values, keras_outs, atol, rtol)
-    say(0.7, "comparing gradients")
-    report["gradients"] = _gradients(orig, model, layers, variables, outputs, loss_t, x,
-                                     atol, rtol, values, seed)
-    report["gradient_of"] = (f"loss '{loss_t}' (through the outputs)" if loss_t else
-                             f"sum of the outputs weighted by N(0, 1) noise (seed {seed})")
-    orig.session.close()
+        say(0.3, "comparing layers in isolation")
+        rows = [_isolated(model, lb, values, atol, rtol) for lb in layers]
+        say(0.5, "comparing layers end to end")
+        keras_outs = _cumulative(model, layers, rows, values, x, atol, rtol)
+        report["layers"] = rows
+        report["outputs"] = _outputs(outputs, values, keras_outs, atol, rtol)
+        say(0.7, "comparing gradients")
+        report["gradients"] = _gradients(orig, model, layers, variables, outputs, loss_t, x,
+                                         atol, rtol, values, seed)
+        report["gradient_of"] = (f"loss '{loss_t}' (through the outputs)" if loss_t else
+                                 f"sum of the outputs weighted by N(0, 1) noise (seed {seed})")
+    finally:
+        orig.session.close()
     report["worst"] = _worst(rows)
     stats = ([r["isolated"] for r in rows] + [r["cumulative"] for r in rows]
              + report["outputs"] + report["gradients"])
@@ -679,13 +688,18 @@ def _feed_extra_placeholders(orig, gd, feed, variables, seed):
         orig.feed[orig.tensor(_tensor_name(name))] = value
 
 
-def _describe_inputs(feed, source, seed, inputs):
+def _describe_inputs(feed, source, seed, inputs, extra):
+    """What was fed: source, seed, and per tensor name/shape/dtype/min/max; `extra` marks
+    placeholders outside `inputs` that the graph needed (filled in by verify)."""
     out = {"source": source, "tensors": []}
     if source == "random":
         out["seed"] = int(seed)
-    for name in inputs:
-        v = np.asarray(feed[name])
+    both = [(n, feed[n], False) for n in inputs] + [(n, v, True) for n, v in extra.items()]
+    for name, v, is_extra in both:
+        v = np.asarray(v)
         t = {"name": name, "shape": list(v.shape), "dtype": str(v.dtype)}
+        if is_extra:
+            t["extra"] = True
         if v.size and v.dtype.kind in "fiub":
             t["min"] = _num(v.min())
             t["max"] = _num(v.max())

@@ -178,6 +178,8 @@ def test_gradients_of_a_named_loss(tmp_path):
     plain = V.verify(gd, ["x"], ["out:0"], variables, conv)
     lossy = V.verify(gd, ["x"], ["out:0"], variables, conv, loss="loss")
     assert lossy["passed"] is True
+    extra = [t for t in lossy["inputs"]["tensors"] if t.get("extra")]
+    assert [(t["name"], t["shape"]) for t in extra] == [("labels", [2, 3])]
     g1 = {g["variable"]: g for g in plain["gradients"]}
     g2 = {g["variable"]: g for g in lossy["gradients"]}
     assert all(g["status"] == "OK" for g in g2.values())
