@@ -141,6 +141,8 @@ class Builder:
         inputs = []
         for p in gv.input_nodes:
             inputs.append(self._input(gv.nodes[p]))
+        self.by_output = {t: e for e in emits for t in e.outputs}
+        self.done = set()
         needed = _prune(emits, gv.outputs)
         for i, emit in enumerate(needed):
             if i % 25 == 0:
@@ -178,6 +180,12 @@ class Builder:
         from tb_varmap.convert.handlers.generic import op_emit
 
         gv = self.gv
+        if id(emit) in self.done:
+            return
+        self.done.add(id(emit))
+        for t in emit.inputs:     # a fallback may read what the planned layers folded
+            if t not in self.kt and t in self.by_output:
+                self._emit(self.by_output[t])
         if emit.error:
             for n in emit.nodes:
                 self._unsupported(n, emit.error)
@@ -200,7 +208,9 @@ class Builder:
                 return
             reason = f"layer for {emit.nodes} failed: {_msg(e)}"
             for n in [n for n in gv.order if n in set(emit.nodes) and n in gv.live]:
-                self._emit(_fallback(gv, gv.nodes[n], reason, op_emit))
+                fb = _fallback(gv, gv.nodes[n], reason, op_emit)
+                self.by_output.update({t: fb for t in fb.outputs})
+                self._emit(fb)
             return
         if emit.fallback:
             for n in emit.nodes:
