@@ -92,3 +92,25 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def profile_call(fn, top=30, path=None):
+    """(result, top functions by cumulative time) of fn() under cProfile."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        result = fn()
+    finally:
+        prof.disable()
+    if path:
+        prof.dump_stats(path)
+    stats = pstats.Stats(prof)
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, callers) in sorted(stats.stats.items(), key=lambda kv: -kv[1][3])[:top]:
+        where = os.path.relpath(file, REPO) if file.startswith(REPO) else os.path.basename(file)
+        rows.append({"function": "%s:%d(%s)" % (where, line, func), "cumulative_s": round(ct, 3),
+                     "own_s": round(tt, 3), "calls": nc})
+    return result, rows

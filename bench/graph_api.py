@@ -89,12 +89,24 @@ def summarize(runs):
     return out
 
 
+def profile_payload(logdir):
+    """What the cold /graph request spends its time on: RunCache.graph_payload under cProfile."""
+    from tb_varmap import runcache
+
+    cache = runcache.RunCache(logdir)
+    start = time.perf_counter()
+    _, rows = common.profile_call(lambda: cache.graph_payload(RUN), top=30)
+    return {"total_s_profiled": time.perf_counter() - start, "top": rows}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warm", type=int, default=10)
     ap.add_argument("--smoke", action="store_true", help="one tiny graph, one process")
+    ap.add_argument("--profile", action="store_true",
+                    help="also cProfile building the /graph payload in-process (largest size)")
     ap.add_argument("--out", default=os.path.join(common.REPO, "bench", "results"))
     args = ap.parse_args(argv)
     sizes = [300] if args.smoke else [int(s) for s in args.sizes.split(",")]
@@ -110,6 +122,8 @@ def main(argv=None):
             runs = [measure_once(logdir, nodes, warm, work) for _ in range(repeats)]
             row = {"target_nodes": size, "nodes": nodes, "graphdef_bytes": graph.ByteSize(),
                    "median": summarize(runs), "runs": runs}
+            if args.profile and size == max(sizes):
+                row["profile_top"] = profile_payload(logdir)
             results.append(row)
             m = row["median"]
             print("%7d nodes  varmap cold %s warm %s wire %s  |  graphs cold %s warm %s wire %s" % (
