@@ -97,6 +97,7 @@ def test_tab_appears_in_tensorboard_default_loader(tb, new_page):
     assert not page.errors
 
 
+@pytest.mark.slow  # a second tensorboard with the Python multiplexer: ~30 s
 def test_tab_appears_with_load_fast_false(logdir, new_page):
     server = TensorBoard(logdir, load_fast="false")
     try:
@@ -207,6 +208,12 @@ def test_url_hash_restores_run_and_node(tb, new_page):
     page.wait_for_selector('.gitem.selected[data-name="dense/MatMul"]')
     assert page.locator("#vm-run").input_value() == RUN
     assert "MatMul" in page.locator(".details").inner_text()
+    # switching runs reloads graph + variables and rewrites the iframe's own hash
+    page.locator("#vm-run").select_option(BIG_RUN)
+    page.wait_for_selector('#varmap-root[data-run="%s"][data-layout="done"]' % BIG_RUN, state="attached", timeout=60000)
+    assert page.evaluate("location.hash") == "#run=" + BIG_RUN
+    assert page.evaluate("location.pathname") == "/data/plugin_entry.html"
+    assert page.locator('table.vt tr[data-variable^="model/"]').count() > 0
 
 
 def test_table_row_selects_node_and_node_selects_row(tb, new_page):

@@ -136,28 +136,37 @@ export class App {
     this.report = null;
     this.diverging = new Map();
     this.ix = null;
+    this.vg = this.layout = null;
     this.vars = null;
     this.status.textContent = "Loading graph…";
     clear(this.details).append(h("div.muted", {}, "Click a node to see its details."));
     writeHash({ run });
     try {
-      const [graph, tags] = await Promise.all([api.graph(run), api.tags(run)]);
+      this.edits.reset((await api.tags(run)).tags);
+    } catch (err) {
+      this.edits.reset(null);
+      this.message(`Could not read the tags of run "${run}": ${err.message}`, "error");
+    }
+    if (run !== this.run) return;
+    try {
+      const graph = await api.graph(run);
       if (run !== this.run) return;
-      this.edits.reset(tags.tags);
       this.ix = indexGraph(graph);
       this.expanded = initialExpansion(this.ix, this.showMachinery);
     } catch (err) {
-      this.status.textContent = `Could not load run "${run}": ${err.message}`;
+      // A checkpoint-only run still gets its variables table.
+      this.vg = this.layout = null;
       this.gv.draw({ boxes: new Map(), edges: new Map(), width: 0, height: 0 }, { items: new Map(), containers: new Map(), edges: new Map() }, () => ({}));
-      return;
+      this.status.textContent = `No graph for run "${run}": ${err.message}`;
+      this.root.dataset.layout = "done";
     }
     const info = this.runs.find((r) => r.run === run) || {};
     clear(this.stepSel).append(...(info.checkpoint_steps || []).map((s) => h("option", { value: s }, String(s))));
     if (info.latest_step != null) this.stepSel.value = String(info.latest_step);
     await this.loadVariables();
     this.loadReport();
-    await this.relayout(true);
-    if (node && this.ix.byName.has(node)) await this.jumpTo(node);
+    if (this.ix) await this.relayout(true);
+    if (node && this.ix && this.ix.byName.has(node)) await this.jumpTo(node);
     this.updateSave();
     this.root.dataset.run = run;
   }
@@ -360,6 +369,7 @@ export class App {
   // ---------- selection ----------
   select(sel, { center = false } = {}) {
     this.selected = sel;
+    this.looseVar = null;
     const key = this.selectedKey();
     this.gv.select(key);
     if (center && key) {
@@ -397,9 +407,10 @@ export class App {
     const v = this.varByName.get(name);
     if (v && v.in_graph && this.ix && this.ix.byName.has(v.node)) return this.jumpTo(v.node);
     this.selected = null;
+    this.looseVar = v;
     this.gv.select(null);
     this.table.select(name);
-    this.showDetails(v);
+    this.showDetails();
   }
 
   // ---------- search ----------
@@ -422,13 +433,13 @@ export class App {
   }
 
   // ---------- details ----------
-  showDetails(looseVar) {
+  showDetails(looseVar = this.looseVar) {
     const d = clear(this.details);
-    if (!this.ix || (!this.selected && !looseVar)) {
+    if (looseVar) return d.append(h("h3", {}, "Variable (not in the graph)"), this.variableBlock(looseVar));
+    if (!this.ix || !this.selected) {
       d.append(h("div.muted", {}, "Click a node to see its details; right-click for inputs/outputs. Press / to search."));
       return;
     }
-    if (looseVar) return d.append(h("h3", {}, "Variable (not in the graph)"), this.variableBlock(looseVar));
     if (this.selected.kind === "scope") return this.scopeDetails(d, this.ix.scopes.get(this.selected.id));
     const n = this.ix.byId.get(this.selected.id);
     const link = (id) => {
