@@ -14,6 +14,7 @@ from tb_varmap import tags as tags_mod
 from tb_varmap.errors import BadInput, Conflict
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
+TEMP_PREFIX = ".tmp-"
 
 
 def _noop_progress(fraction, message):
@@ -31,9 +32,25 @@ def export_lock(run_dir, run):
         except BlockingIOError:
             raise Conflict("an export of run %r is already running" % run)
         try:
+            remove_stale_temp_files(out_dir)
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def remove_stale_temp_files(out_dir):
+    """Temp files left by a killed export (only call while holding the export lock)."""
+    for name in os.listdir(out_dir):
+        if name.startswith(TEMP_PREFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(out_dir, name))
+
+
+def clean_after_crash(run_dir, run):
+    """Removes what a killed export left behind, unless another export is running."""
+    with contextlib.suppress(Conflict, FileNotFoundError):
+        with export_lock(run_dir, run):
+            pass
 
 
 def load_tag_file(run_data, tags_file):
@@ -110,7 +127,7 @@ def variable_bindings(run_data, step, tags, weights="raw"):
 def save_model_atomic(model, path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".keras", dir=directory)
     os.close(fd)
     try:
         model.save(tmp)

@@ -156,6 +156,9 @@ class JobManager:
         code = process.wait()
         drain.join(timeout=5)
         if not finished:
+            from tb_varmap import export_run, runcache
+
+            export_run.clean_after_crash(runcache.run_dir(self._logdir, job.run), job.run)
             tail = "".join(stderr_tail).strip().splitlines()[-3:]
             self._finish(
                 job,

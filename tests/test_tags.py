@@ -71,7 +71,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(TypeError):
         tags_mod.write_json_atomic(path, {"a": Boom()})
     assert json.load(open(path)) == {"a": 1}
-    assert os.listdir(os.path.dirname(path)) == ["data.json"]
+    assert os.listdir(os.path.dirname(path)) == ["data.json"]  # the temp file is gone
 
 
 def test_concurrent_writers_never_tear_the_file(tmp_path):
