@@ -254,8 +254,9 @@ class Builder:
                 self.owner.setdefault(w.binding.name, layer)
                 entry = {"variable": w.binding.name, "role": w.binding.role,
                          "weight": var.path, "trainable": bool(var.trainable)}
-                if w.note:
-                    entry["note"] = w.note
+                note = w.note or self.gv.notes.get(w.binding.name, "")
+                if note:
+                    entry["note"] = note
                 variables.append(entry)
         for t, v in zip(emit.outputs, ys):
             self.kt[t] = v
@@ -295,7 +296,9 @@ class Builder:
             "outputs": [{"tf": o, "layer": producers.get(o)} for o in self.gv.outputs],
             "shared_variables": self.shared,
             "unused_variables": sorted(v.name for v in self.variables
-                                       if v.name not in self.used_vars),
+                                       if v.name not in self.used_vars and not any(
+                                           u.startswith(v.name + "/part_")
+                                           for u in self.used_vars)),
             "warnings": self.warnings + list(getattr(self.gv, "warnings", [])),
         }
 

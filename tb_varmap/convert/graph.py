@@ -46,9 +46,12 @@ class GraphView:
         if not self.outputs:
             raise BadInput("no outputs given (expected tensor names like 'probs:0')")
         self.var_by_tensor = {}
+        self.notes = {}                 # binding name -> note for the report
         for b in variables:
             for t in b.read_tensors:
                 self.var_by_tensor[tensor_name(t)] = b
+        for b in variables:
+            self._split_partitions(b)
         self._tfg = None
         self.warnings = []
         self.claimed = set()
@@ -104,6 +107,75 @@ class GraphView:
             if node_of(o) not in self.live:
                 raise BadInput(f"output {o!r} does not depend on the inputs "
                                f"{self.input_nodes} (expected a tensor computed from them)")
+
+    # --- partitioned variables --------------------------------------------------------
+    def _var_node(self, t):
+        node = self.nodes.get(node_of(t))
+        for _ in range(10):
+            if node is None or node.op in ("VariableV2", "Variable", "VarHandleOp"):
+                return node
+            ins = self.inputs_of(node)
+            if node.op not in PASS_OPS | {"ReadVariableOp"} or not ins:
+                return None
+            node = self.nodes.get(node_of(ins[0]))
+        return None
+
+    def _split_partitions(self, b):
+        """A binding read through several partition variables: give each read its own
+        slice (a binding named <name>/part_k) as stored in the checkpoint."""
+        import re
+
+        parts = {}
+        for t in b.read_tensors:
+            vn = self._var_node(tensor_name(t))
+            if vn is not None:
+                parts.setdefault(vn.name, []).append(tensor_name(t))
+        if len(parts) < 2:
+            return
+        names = sorted(parts, key=lambda n: int((re.findall(r"part_(\d+)", n) or ["0"])[-1]))
+        sizes = [self.attr(self.nodes[n], "shape", [None])[0] for n in names]
+        full = np.asarray(b.value)
+        if None in sizes or sum(sizes) != full.shape[0]:
+            for n in names:
+                for t in parts[n]:
+                    self.var_by_tensor.pop(t, None)
+            self.warnings.append(f"variable {b.name!r}: partition sizes {sizes} do not "
+                                 f"add up to its value's {list(full.shape)}; not bound")
+            return
+        mod = self._mod_lookup([t for n in names for t in parts[n]])
+        offsets = np.cumsum([0] + sizes[:-1])
+        from dataclasses import replace
+
+        for k, n in enumerate(names):
+            value = full[k::len(names)] if mod else full[offsets[k]:offsets[k] + sizes[k]]
+            part = replace(b, name=f"{b.name}/part_{k}", value=np.ascontiguousarray(value))
+            self.notes[part.name] = (f"partition {k} of {len(names)} of {b.name!r}"
+                                     f"{' (mod lookup)' if mod else ''}")
+            for t in parts[n]:
+                self.var_by_tensor[t] = part
+
+    def _mod_lookup(self, reads):
+        """True when the reads feed gathers whose ids are split by id % P."""
+        order = set()
+        for t in reads:
+            for c in self._all_consumers(t):
+                if c.op in ("GatherV2", "Gather", "ResourceGather"):
+                    ids = self.nodes.get(node_of(self.inputs_of(c)[1]))
+                    if ids is not None and ids.op == "DynamicPartition":
+                        p = self.nodes.get(node_of(self.inputs_of(ids)[1]))
+                        while p is not None and p.op in PASS_OPS | {"Cast"}:
+                            p = self.nodes.get(node_of(self.inputs_of(p)[0]))
+                        order.add(p is not None and p.op == "FloorMod")
+        return order == {True}
+
+    def _all_consumers(self, t):
+        if not hasattr(self, "_cons_all"):
+            self._cons_all = {}
+            for n in self.graph_def.node:
+                for i in n.input:
+                    if not i.startswith("^"):
+                        self._cons_all.setdefault(tensor_name(i), []).append(n)
+        return self._cons_all.get(t, [])
 
     def is_live(self, t):
         return node_of(t) in self.live

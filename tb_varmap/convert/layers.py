@@ -22,10 +22,11 @@ class VarMapOp(keras.layers.Layer):
       {"const": [...], "dtype", "shape"}  a small integer constant (axes, shapes).
     weight_specs: [{"name", "shape", "dtype", "trainable"}]; values are assigned after build.
     output_indices: which op outputs the layer returns (one → a tensor, more → a list).
+    output_shapes: their static shapes from the TF graph (batch dim None), or None each.
     """
 
     def __init__(self, op, attrs=None, args=None, weight_specs=None, output_indices=(0,),
-                 **kwargs):
+                 output_shapes=None, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.op = op
@@ -33,6 +34,8 @@ class VarMapOp(keras.layers.Layer):
         self.args = [dict(a) for a in (args or [])]
         self.weight_specs = [dict(w) for w in (weight_specs or [])]
         self.output_indices = [int(i) for i in output_indices]
+        # static shapes TF inferred for the outputs (batch dim free); None = unknown
+        self.output_shapes = list(output_shapes or [None] * len(self.output_indices))
 
     def build(self, input_shape=None):
         self.op_weights = [
@@ -46,18 +49,21 @@ class VarMapOp(keras.layers.Layer):
         from tensorflow.python.framework import op_def_registry
 
         xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        op_def = op_def_registry.get(self.op)
+        resource = _resource_slots(op_def, self.op_attrs)
         values = []
-        for a in self.args:
+        for i, a in enumerate(self.args):
             if "input" in a:
                 values.append(xs[a["input"]])
             elif "weight" in a:
-                values.append(self.op_weights[a["weight"]].value)
+                value = self.op_weights[a["weight"]].value
+                # ops reading a variable handle (ResourceGather, ...) get the handle
+                values.append(value.handle if i in resource else value)
             else:
                 values.append(tf.reshape(tf.constant(a["const"], dtype=a["dtype"]),
                                          a["shape"]))
         attrs = {k: decode_attr(*v) for k, v in self.op_attrs.items()}
         fn = getattr(tf.raw_ops, self.op)
-        op_def = op_def_registry.get(self.op)
         # raw_ops take keywords only; inputs come first, in op_def order (some renamed)
         params = list(inspect.signature(fn).parameters)
         kwargs, it = {}, iter(values)
@@ -71,13 +77,33 @@ class VarMapOp(keras.layers.Layer):
         kwargs.update({k: v for k, v in attrs.items() if k in params and k not in kwargs})
         flat = _flatten(fn(**kwargs))
         outs = [flat[i] for i in self.output_indices]
+        outs = [o if shape is None else tf.ensure_shape(o, shape)
+                for o, shape in zip(outs, self.output_shapes)]
         return outs[0] if len(outs) == 1 else outs
 
     def get_config(self):
         config = super().get_config()
         config.update(op=self.op, attrs=self.op_attrs, args=self.args,
-                      weight_specs=self.weight_specs, output_indices=self.output_indices)
+                      weight_specs=self.weight_specs, output_indices=self.output_indices,
+                      output_shapes=self.output_shapes)
         return config
+
+
+def _resource_slots(op_def, attrs):
+    """Flat input positions whose op_def type is DT_RESOURCE."""
+    from tensorflow.core.framework import types_pb2
+
+    slots, pos = set(), 0
+    for arg in op_def.input_arg:
+        n = 1
+        if arg.number_attr:
+            n = attrs[arg.number_attr][1]
+        elif arg.type_list_attr:
+            n = len(attrs[arg.type_list_attr][1])
+        if arg.type == types_pb2.DT_RESOURCE:
+            slots.update(range(pos, pos + n))
+        pos += n
+    return slots
 
 
 def _flatten(result):

@@ -44,16 +44,24 @@ def op_emit(gv, node, fallback=False, reason="", name=None):
     if not inputs:
         raise Unsupported(f"node {node.name!r} has no input that depends on the inputs")
     outs = gv.used_outputs(node.name)
+    shapes = [_free_batch(gv.shape(f"{node.name}:{i}")) for i in outs]
     attrs = encode_attrs(node)
     layer_name = name or layer_hint(gv, node, scoped=False)
 
     def make(n):
         return VarMapOp(node.op, attrs=attrs, args=args, weight_specs=specs,
-                        output_indices=outs, name=n)
+                        output_indices=outs, output_shapes=shapes, name=n)
 
     return Emit(make, inputs, [f"{node.name}:{i}" for i in outs], [node.name],
                 name=layer_name, weights=weights, standard=False, fallback=fallback,
                 reason=reason)
+
+
+def _free_batch(shape):
+    """Leading dim left free (the batch); None when the rank is unknown or scalar."""
+    if not shape:
+        return None
+    return [None] + list(shape[1:])
 
 
 def _unique(base, names):
