@@ -15,6 +15,7 @@ Heuristics (all plain loops, linear in the graph size):
 """
 import contextlib
 import gc
+import math
 import re
 
 # Ops that pass a value through unchanged (for following a variable to its users).
@@ -583,6 +584,13 @@ def scalar_value(tensor):
     return None
 
 
+def _safe(value):
+    """Non-finite floats as strings ("inf", "nan"): strict JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
 def viewer_attrs(attr):
     """The JSON-safe attrs a viewer needs."""
     out = {}
@@ -596,15 +604,15 @@ def viewer_attrs(attr):
         elif kind == "shape":
             out[key] = shape_list(value.shape)
         elif kind in ("i", "f", "b"):
-            out[key] = getattr(value, kind)
+            out[key] = _safe(getattr(value, kind))
         elif kind == "s":
             out[key] = value.s.decode("utf-8", "replace")
         elif kind == "list":
             lst = value.list
-            out[key] = list(lst.i) or list(lst.f) or [s.decode("utf-8", "replace") for s in lst.s] or [
+            out[key] = list(lst.i) or [_safe(f) for f in lst.f] or [s.decode("utf-8", "replace") for s in lst.s] or [
                 _dtype_name(t) for t in lst.type]
         elif kind == "tensor":
-            out[key] = scalar_value(value.tensor)
+            out[key] = _safe(scalar_value(value.tensor))
             if out[key] is None:
                 del out[key]
                 out["value_shape"] = [d.size for d in value.tensor.tensor_shape.dim]

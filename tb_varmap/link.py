@@ -183,28 +183,35 @@ def _optimized(ir, mach):
 
 
 def partition_strategy(ir, part_nodes):
-    """'mod' or 'div' when the partitions feed an embedding lookup, else None."""
-    floormod_scopes = None
-    gathers = []
+    """'mod' or 'div' when the partitions feed an embedding lookup, else None.
+
+    embedding_lookup routes ids with DynamicPartition(ids, p_assignments): `mod` computes
+    p_assignments = ids % P (a FloorMod), `div` a Maximum/Select of floor-divisions.
+    """
     for name in part_nodes:
         node = ir.nodes.get(name)
         if node is None:
             continue
         users, _ = ir.passthrough_users([node.index])
-        gathers += [ir.node_list[j] for j, slot in users
-                    if slot == 0 and ir.node_list[j].op in ("GatherV2", "Gather", "ResourceGather")]
-    if not gathers:
-        return None
-    floormod_scopes = {n.scope for n in ir.node_list if n.op in ("FloorMod", "Mod")}
-    for g in gathers:
-        scope = g.scope
-        while True:
-            if scope in floormod_scopes and scope:
-                return "mod"
-            if not scope:
-                break
-            scope = scope.rpartition("/")[0]
-    return "div"
+        for j, slot in users:
+            gather = ir.node_list[j]
+            if slot != 0 or gather.op not in ("GatherV2", "Gather", "ResourceGather") or len(gather.inputs) < 2:
+                continue
+            split = _skip(ir, gather.inputs[1])
+            if split.op != "DynamicPartition" or len(split.inputs) < 2:
+                continue
+            assign = _skip(ir, split.inputs[1])
+            return "mod" if assign.op in ("FloorMod", "Mod") else "div"
+    return None
+
+
+def _skip(ir, index):
+    node = ir.node_list[index]
+    for _ in range(6):
+        if node.op not in PASS_THROUGH or not node.inputs:
+            break
+        node = ir.node_list[node.inputs[0]]
+    return node
 
 
 def link_variables(ir, ckpt_shapes=None, ckpt_dtypes=None, meta=None):
