@@ -254,6 +254,35 @@ def test_tag_role_and_save_writes_tags_json(tb, logdir, new_page):
     assert page.locator("#vm-save").is_disabled()
 
 
+def test_role_that_does_not_fit_is_refused_with_the_problem(tb, logdir, new_page):
+    run = "conv_bias"
+    res = tb.get_json("variables?run=" + run)
+    v = next(v for v in res["variables"] if v["variable"] == "conv/kernel")
+    bad = next(r for r, spec in sorted(res["roles"].items()) if spec.get("ranks") and len(v["shape"]) not in spec["ranks"])
+    page = open_panel(new_page(), tb, run)
+    page.locator('.gitem.var[data-name="conv/kernel"]').click()
+    picker = page.locator('.details select.role-picker[data-variable="conv/kernel"]')
+    assert "needs rank" in picker.locator('option[value="%s"]' % bad).inner_text()
+    picker.select_option(bad)
+    page.locator("#vm-save").click()
+    msg = page.wait_for_selector(".msg.error", timeout=30000).inner_text()
+    assert "conv/kernel" in msg and "Not saved" in msg
+    path = os.path.join(logdir, run, "varmap", "tags.json")
+    assert not os.path.exists(path) or tags_file(logdir, run)["variables"].get("conv/kernel", {}).get("role") != bad
+    assert "1 unsaved" in page.locator("#vm-save").inner_text()  # the edit is kept to fix
+
+
+def test_step_selector_reloads_variables_for_that_step(tb, new_page):
+    page = open_panel(new_page(), tb, BIG_RUN)
+    steps = [o.get_attribute("value") for o in page.locator("#vm-step option").all()]
+    assert len(steps) >= 2
+    with page.expect_response(lambda r: "/variables?" in r.url and "step=" + steps[0] in r.url) as resp:
+        page.locator("#vm-step").select_option(steps[0])
+    assert resp.value.ok
+    assert resp.value.json()["step"] == int(steps[0])
+    page.wait_for_selector("table.vt tbody tr[data-variable]")
+
+
 def test_stale_save_gets_conflict_ui_and_never_overwrites(tb, logdir, new_page):
     run = BIG_RUN
     variable = next(v["variable"] for v in tb.get_json("variables?run=" + run)["variables"]

@@ -480,7 +480,12 @@ export class App {
     const roles = Object.keys(this.vars.roles || {}).sort();
     const picker = h("select.role-picker", { "data-variable": v.variable, disabled: v.kind !== "weight" },
       h("option", { value: "" }, role ? "" : "— unresolved —"),
-      ...roles.map((r) => h("option", { value: r, title: this.vars.roles[r].description || "" }, r)),
+      ...roles.map((r) => {
+        const ranks = this.vars.roles[r].ranks;
+        const fits = !ranks || !v.shape || ranks.includes(v.shape.length);
+        return h("option" + (fits ? "" : ".misfit"), { value: r, title: this.vars.roles[r].description || "" },
+          fits ? r : `${r} (needs rank ${ranks.join(" or ")})`);
+      }),
       v.source === "tag" ? h("option", { value: "__untag" }, `remove tag (inferred: ${v.inferred_role || "none"})`) : null);
     picker.value = role || "";
     picker.addEventListener("change", () => {
