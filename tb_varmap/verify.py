@@ -548,9 +548,25 @@ def _handles(nodes, v):
 
 # ---------------------------------------------------------------- keras side
 
-def _keras_layer_call(layer, values):
-    """Call `layer` as the model calls it, its symbolic inputs replaced by `values`."""
-    node = layer._inbound_nodes[0]
+def _call_nodes(model, layers):
+    """The Keras call (inbound node) each binding stands for: a layer bound k times (a
+    shared layer, e.g. one weight used by several TF ops) maps its j-th binding to its
+    j-th call in the model."""
+    seen, out = {}, []
+    for lb in layers:
+        j = seen.get(lb.layer, 0)
+        seen[lb.layer] = j + 1
+        try:
+            nodes = [n for n in model.get_layer(lb.layer)._inbound_nodes
+                     if n.arguments.keras_tensors]
+            out.append(nodes[j] if j < len(nodes) else None)
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _keras_layer_call(layer, node, values):
+    """Call `layer` as `node` calls it, its symbolic inputs replaced by `values`."""
     kts = node.arguments.keras_tensors
     if len(kts) != len(values):
         raise ValueError(f"layer takes {len(kts)} tensor inputs, binding gives "
@@ -644,9 +660,11 @@ def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol,
                   "inputs": _describe_inputs(feed, source, seed, inputs, orig.extra)}
 
         say(0.3, "comparing layers in isolation")
-        rows = [_isolated(model, lb, values, atol, rtol) for lb in layers]
+        nodes = _call_nodes(model, layers)
+        rows = [_isolated(model, lb, node, values, atol, rtol)
+                for lb, node in zip(layers, nodes)]
         say(0.5, "comparing layers end to end")
-        keras_outs = _cumulative(model, layers, rows, values, x, atol, rtol)
+        keras_outs = _cumulative(model, layers, nodes, rows, values, x, atol, rtol)
         report["layers"] = rows
         report["outputs"] = _outputs(outputs, values, keras_outs, atol, rtol)
         say(0.7, "comparing gradients")
@@ -714,7 +732,7 @@ def _missing(values, names):
     return None
 
 
-def _isolated(model, lb, values, atol, rtol):
+def _isolated(model, lb, node, values, atol, rtol):
     ins = [_tensor_name(t) for t in lb.tf_inputs]
     outs = [_tensor_name(t) for t in lb.tf_outputs]
     row = {"layer": lb.layer, "keras_class": lb.keras_class, "tf_outputs": outs}
@@ -724,7 +742,9 @@ def _isolated(model, lb, values, atol, rtol):
         return row
     try:
         layer = model.get_layer(lb.layer)
-        got = _flat_np(_keras_layer_call(layer, [values[t] for t in ins]))
+        if node is None:
+            raise ValueError(f"the model has no call of layer '{lb.layer}' for this binding")
+        got = _flat_np(_keras_layer_call(layer, node, [values[t] for t in ins]))
     except Exception as e:  # noqa: BLE001
         row["isolated"] = failed(f"Keras layer '{lb.layer}' could not run: "
                                  f"{type(e).__name__}: {e}")
@@ -753,17 +773,13 @@ def _compare_all(got, want, names, atol, rtol):
     return merged
 
 
-def _layer_outputs(model, lb):
-    return list(model.get_layer(lb.layer)._inbound_nodes[0].output_tensors)
-
-
-def _cumulative(model, layers, rows, values, x, atol, rtol):
+def _cumulative(model, layers, nodes, rows, values, x, atol, rtol):
     """Fill rows[i]["cumulative"]; returns the model's own outputs (numpy list) or an error."""
     import keras
 
     try:
-        counts = [len(_layer_outputs(model, lb)) for lb in layers]
-        flat = [t for lb in layers for t in _layer_outputs(model, lb)]
+        counts = [0 if n is None else len(n.output_tensors) for n in nodes]
+        flat = [t for n in nodes if n is not None for t in n.output_tensors]
         probe = keras.Model(model.input, list(model.outputs) + flat)
         got = _flat_np(probe(_structured(probe, x), training=False))
     except Exception as e:  # noqa: BLE001
@@ -776,9 +792,11 @@ def _cumulative(model, layers, rows, values, x, atol, rtol):
             return e2
     n_out = len(model.outputs)
     model_outs, pos = got[:n_out], n_out
-    for row, lb, k in zip(rows, layers, counts):
+    for row, lb, k, node in zip(rows, layers, counts, nodes):
         outs = [_tensor_name(t) for t in lb.tf_outputs]
-        why = _missing(values, outs)
+        why = _missing(values, outs) or (
+            None if node is not None else f"the model has no call of layer '{lb.layer}' "
+                                          "for this binding")
         row["cumulative"] = failed(why) if why else _compare_all(
             got[pos:pos + k], [values[t] for t in outs], outs, atol, rtol)
         pos += k
@@ -828,10 +846,17 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
     if not todo:
         return []
     weights = _weights_by_path(model)
+    names = {v.name for v in variables}
     bound = {}
     for lb in layers:
         for item in lb.variables:
-            bound.setdefault(item["variable"], []).append(item["weight"])
+            name = item["variable"]
+            m = re.match(r"^(.*)/part_\d+$", name)
+            if name not in names and m and m.group(1) in names:
+                name = m.group(1)             # a partition bound on its own weight
+            paths = bound.setdefault(name, [])
+            if item["weight"] not in paths:   # a shared layer lists its weight per call
+                paths.append(item["weight"])
     rows, want = [], []
     for v in todo:
         if v.name not in orig.var_inputs:
@@ -907,7 +932,14 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
     kg = {p: (np.zeros(weights[p].shape, np.float32) if g is None
               else tf.convert_to_tensor(g).numpy())
           for p, g in zip(train, kgrads)}
+    unconnected = {p for p, g in zip(train, kgrads) if g is None}
     for (i, v, paths), g_tf in zip(want, tf_grads):
+        lost = [p for p in paths if p in unconnected]
+        if lost and np.any(np.asarray(g_tf) != 0):
+            rows[i].update(failed(
+                f"no Keras gradient reaches weight(s) {lost} (the model does not "
+                "differentiate through them), while the original gradient is non-zero"))
+            continue
         g_k, why = _to_variable_layout(v, paths, weights, kg)
         rows[i].update(failed(why) if why else compare(g_k, g_tf, atol, rtol))
     return rows

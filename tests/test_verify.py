@@ -490,3 +490,28 @@ def test_partitioned_embedding_mod_strategy(tmp_path, resource):
     emb.set_weights([stored])
     report = V.verify(gd, ["ids"], ["total:0"], variables, Conversion(model, [lb], {}))
     assert report["layers"][0]["isolated"]["status"] == "INACCURATE"
+
+
+def test_weight_the_model_cannot_differentiate_is_failed(tmp_path):
+    gd, variables, conv = mlp_case(tmp_path)
+
+    class StopDense(keras.layers.Dense):
+        def call(self, inputs):
+            y = keras.ops.matmul(inputs, keras.ops.stop_gradient(self.kernel)) + self.bias
+            return self.activation(y)
+
+    x = keras.Input((4,), name="x")
+    first = StopDense(8, activation="relu", name="dense1")
+    h = first(x)
+    for i in (2, 3):
+        h = conv.model.get_layer(f"dense{i}")(h)
+    model = keras.Model(x, h)
+    first.set_weights(conv.model.get_layer("dense1").get_weights())
+    report = V.verify(gd, ["x"], ["out:0"], variables, Conversion(model, conv.layers, {}))
+    assert statuses(report, "isolated") == dict.fromkeys(["dense1", "dense2", "dense3"], "OK")
+    grads = {g["variable"]: g for g in report["gradients"]}
+    assert grads["dense1/kernel"]["status"] == "FAILED"
+    assert "no Keras gradient reaches weight(s) ['dense1/kernel']" in \
+        grads["dense1/kernel"]["reason"]
+    assert grads["dense1/bias"]["status"] == "OK"
+    assert report["passed"] is False
