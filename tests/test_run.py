@@ -221,3 +221,37 @@ def test_listing_runs_and_graphs_does_not_import_tensorflow(tf1_models_dir):
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(len(discover_runs(tf1_models_dir))), "False"]
+
+
+def test_saver_renamed_keys_link_through_save_op(tmp_path):
+    g = tf.Graph()
+    with g.as_default():
+        x = v1.placeholder(tf.float32, [None, 2], name="x")
+        w = v1.get_variable("w", [2, 2], use_resource=False)
+        tf.identity(tf.matmul(x, w), name="y")
+        saver = v1.train.Saver({"old_scope/kernel": w})
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            expected = sess.run(w)
+            saver.save(sess, str(tmp_path / "model.ckpt"), global_step=1)
+    tf.io.write_graph(g.as_graph_def(), str(tmp_path), "graph.pbtxt")
+    run = RunData(str(tmp_path), ".")
+    info = run.variable("old_scope/kernel")
+    assert (info.node, info.checkpoint_keys, info.in_graph) == ("w", ["old_scope/kernel"], True)
+    np.testing.assert_array_equal(run.read_variable("old_scope/kernel"), expected)
+    assert run.roles()["old_scope/kernel"].role == "dense.kernel"
+    assert [v.name for v in run.variables()] == ["old_scope/kernel"]
+
+
+def test_iterator_input_pipeline(tmp_path):
+    def build():
+        ds = tf.data.Dataset.from_tensor_slices(np.ones([8, 3], np.float32)).batch(2)
+        feats = v1.data.make_one_shot_iterator(ds).get_next()
+        w = v1.get_variable("dense/kernel", [3, 2])
+        tf.nn.softmax(tf.matmul(feats, w), name="probs")
+
+    _write_model(str(tmp_path), build)
+    run = RunData(str(tmp_path), ".")
+    inputs, outputs = run.default_io()
+    assert outputs == ["probs:0"]
+    assert [run.ir.nodes[n].op for n in inputs] == ["IteratorGetNext"]
