@@ -12,7 +12,7 @@ import time
 
 from tb_varmap import metadata
 from tb_varmap import tags as tags_mod
-from tb_varmap.errors import BadInput, NotFound, RunNotFound
+from tb_varmap.errors import BadInput, NotFound, RunNotFound, VarMapError
 
 _RUN_LIST_SECONDS = 5
 
@@ -45,6 +45,17 @@ def _signature(directory):
         return tuple(sorted(entries))
     except FileNotFoundError:
         return None
+
+
+def read_graph_def(run_data):
+    """run_data.graph_def, with a reader failure on a damaged file turned into BadInput."""
+    try:
+        return run_data.graph_def
+    except VarMapError:
+        raise
+    except Exception as e:
+        raise BadInput("run %r: its graph could not be read from %s (%s: %s)"
+                       % (run_data.run, run_data.run_dir, type(e).__name__, e))
 
 
 def resolve_step(run_data, step):
@@ -117,7 +128,7 @@ class RunCache:
     def graph_payload(self, run, experiment_id=None):
         """(RunData, gzipped graph JSON), built once per version of the run's files."""
         data = self.get(run, experiment_id=experiment_id)
-        if data.graph_def is None:
+        if read_graph_def(data) is None:
             raise NotFound("run %r has no graph (no graph event, graph.pbtxt, graph.pb or .meta)" % run)
         with self._lock:
             lock = self._payload_locks.setdefault(run, threading.Lock())
