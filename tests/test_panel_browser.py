@@ -2,17 +2,15 @@
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
 
 from browser_util import CHROMIUM, REPO, TensorBoard, copy_demo_logs, launch_chromium, shot
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium not installed at %s" % CHROMIUM),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) not installed")
+browser_test = pytest.mark.browser
+FRONTEND = os.path.join(REPO, "frontend")
 
 RUN = "dense_nobias"  # one MatMul on dense/kernel [10, 5]
 BIG_RUN = "cnn_bn_adam"  # conv + BN + Adam, training tower and optimizer
@@ -39,6 +37,9 @@ def tb(logdir):
 
 @pytest.fixture(scope="module")
 def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium not installed at %s" % CHROMIUM)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) not installed")
     with sync_api.sync_playwright() as p:
         b = launch_chromium(p)
         yield b
@@ -85,6 +86,7 @@ def other_role(tb, run, variable):
             yield name
 
 
+@browser_test
 def test_tab_appears_in_tensorboard_default_loader(tb, new_page):
     page = new_page()
     page.goto(tb.url + "/#varmap")
@@ -97,6 +99,7 @@ def test_tab_appears_in_tensorboard_default_loader(tb, new_page):
     assert not page.errors
 
 
+@browser_test
 @pytest.mark.slow  # a second tensorboard with the Python multiplexer: ~30 s
 def test_tab_appears_with_load_fast_false(logdir, new_page):
     server = TensorBoard(logdir, load_fast="false")
@@ -114,6 +117,7 @@ def test_tab_appears_with_load_fast_false(logdir, new_page):
         server.stop()
 
 
+@browser_test
 def test_graph_collapses_scopes_and_search_expands_them(tb, new_page):
     page = open_panel(new_page(), tb, BIG_RUN)
     graph = tb.get_json("graph?run=" + BIG_RUN)
@@ -147,6 +151,7 @@ def test_graph_collapses_scopes_and_search_expands_them(tb, new_page):
     assert page.locator(".gitem.selected").count() == 0
 
 
+@browser_test
 def test_big_real_graph_opens_collapsed_and_expands_on_click(tb, logdir, new_page):
     if not os.path.isdir(os.path.join(logdir, BIG_REAL_RUN)):
         pytest.skip("real fixture %s not found" % REAL_LSTM)
@@ -170,6 +175,7 @@ def test_big_real_graph_opens_collapsed_and_expands_on_click(tb, logdir, new_pag
     shot(page, "big_graph_expanded")
 
 
+@browser_test
 def test_bulk_role_for_a_scope(tb, logdir, new_page):
     run = BIG_RUN
     res = tb.get_json("variables?run=" + run)
@@ -193,6 +199,7 @@ def test_bulk_role_for_a_scope(tb, logdir, new_page):
     assert all(stored[b]["role"] == role for b in under)
 
 
+@browser_test
 def test_machinery_toggle_shows_training_nodes(tb, new_page):
     page = open_panel(new_page(), tb, BIG_RUN)
     graph = tb.get_json("graph?run=" + BIG_RUN)
@@ -203,6 +210,7 @@ def test_machinery_toggle_shows_training_nodes(tb, new_page):
     assert page.locator(".gitem.mach").count() > 0
 
 
+@browser_test
 def test_url_hash_restores_run_and_node(tb, new_page):
     page = open_panel(new_page(), tb, RUN, node="dense/MatMul")
     page.wait_for_selector('.gitem.selected[data-name="dense/MatMul"]')
@@ -216,6 +224,7 @@ def test_url_hash_restores_run_and_node(tb, new_page):
     assert page.locator('table.vt tr[data-variable^="model/"]').count() > 0
 
 
+@browser_test
 def test_table_row_selects_node_and_node_selects_row(tb, new_page):
     page = open_panel(new_page(), tb, BIG_RUN)
     rows = page.locator("table.vt tbody tr[data-variable]")
@@ -237,6 +246,7 @@ def test_table_row_selects_node_and_node_selects_row(tb, new_page):
     page.wait_for_selector('table.vt tr.sel[data-variable="%s"]' % other_name)
 
 
+@browser_test
 def test_tag_role_and_save_writes_tags_json(tb, logdir, new_page):
     page = open_panel(new_page(), tb, RUN)
     role = next(other_role(tb, RUN, "dense/kernel"))
@@ -254,6 +264,7 @@ def test_tag_role_and_save_writes_tags_json(tb, logdir, new_page):
     assert page.locator("#vm-save").is_disabled()
 
 
+@browser_test
 def test_role_that_does_not_fit_is_refused_with_the_problem(tb, logdir, new_page):
     run = "conv_bias"
     res = tb.get_json("variables?run=" + run)
@@ -272,6 +283,7 @@ def test_role_that_does_not_fit_is_refused_with_the_problem(tb, logdir, new_page
     assert "1 unsaved" in page.locator("#vm-save").inner_text()  # the edit is kept to fix
 
 
+@browser_test
 def test_step_selector_reloads_variables_for_that_step(tb, new_page):
     page = open_panel(new_page(), tb, BIG_RUN)
     steps = [o.get_attribute("value") for o in page.locator("#vm-step option").all()]
@@ -283,6 +295,7 @@ def test_step_selector_reloads_variables_for_that_step(tb, new_page):
     page.wait_for_selector("table.vt tbody tr[data-variable]")
 
 
+@browser_test
 def test_stale_save_gets_conflict_ui_and_never_overwrites(tb, logdir, new_page):
     run = BIG_RUN
     variable = next(v["variable"] for v in tb.get_json("variables?run=" + run)["variables"]
@@ -312,6 +325,7 @@ def test_stale_save_gets_conflict_ui_and_never_overwrites(tb, logdir, new_page):
     assert stored["variables"][variable]["role"] == roles[1] and stored["revision"] > rev_a
 
 
+@browser_test
 def test_pick_model_output_from_context_menu(tb, logdir, new_page):
     page = open_panel(new_page(), tb, RUN)
     page.locator('.gitem[data-name="dense/MatMul"]').click(button="right")
@@ -321,6 +335,7 @@ def test_pick_model_output_from_context_menu(tb, logdir, new_page):
     assert "dense/MatMul:0" in tags_file(logdir, RUN)["outputs"]
 
 
+@browser_test
 def test_diverging_layer_from_report_is_highlighted(tb, logdir, new_page):
     # A stored report (as GET report serves it) whose only layer diverges.
     err = {"max_abs": 0.25, "max_rel": 0.5, "mean_abs": 0.1, "status": "FAILED"}
@@ -350,6 +365,7 @@ def test_diverging_layer_from_report_is_highlighted(tb, logdir, new_page):
     page.wait_for_selector('.gitem.selected[data-name="dense/MatMul"]', timeout=30000)
 
 
+@browser_test
 def test_export_produces_model_and_charts(tb, logdir, new_page):
     page = open_panel(new_page(), tb, "conv_bias")
     page.locator("#vm-export").click()
@@ -363,3 +379,13 @@ def test_export_produces_model_and_charts(tb, logdir, new_page):
     assert page.locator(".verify-pane .chart canvas").count() >= 3
     shot(page, "verification")
     assert not page.errors
+
+
+def test_panel_unit_tests_pass_in_node():
+    """The panel's pure modules (graph folding, search, tag edits) under `node --test`."""
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    out = subprocess.run([node, "--test", "test/"], cwd=FRONTEND, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "# fail 0" in out.stdout and "# pass " in out.stdout
