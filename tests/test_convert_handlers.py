@@ -336,3 +336,68 @@ def test_save_load_round_trip(name, tmp_path):
     # (paths of weights nested in a Sequential lose their parent prefix on load: Keras)
     assert [np.asarray(w.numpy()).tobytes() for w in loaded.trainable_weights] == \
         [np.asarray(w.numpy()).tobytes() for w in conv.model.trainable_weights]
+
+
+COVERS.update({"GatherV2", "Gather", "ResourceGather"})
+
+
+@pytest.mark.parametrize("kind", ["GatherV2", "Gather", "ResourceGather"])
+def test_embedding_lookup(kind):
+    g = tf.Graph()
+    with g.as_default():
+        ids = tf1.placeholder(tf.int32, [None, 5], name="ids")
+        with tf1.variable_scope("emb"):
+            table = var("table", [11, 4], resource=kind == "ResourceGather")
+            if kind == "Gather":
+                y = tf.raw_ops.Gather(params=table, indices=ids, name="lookup")
+            else:
+                y = tf.nn.embedding_lookup(table, ids, name="lookup")
+        out = tf.reduce_mean(y, 1, name="pooled")
+        sess = plain_session(g)
+        sess.run(tf1.global_variables_initializer())
+        feed = np.random.RandomState(0).randint(0, 11, (3, 5)).astype(np.int32)
+        ref = sess.run(out, {ids: feed})
+        variables = bindings_from_graph(g, sess)
+    assert kind in {n.op for n in g.as_graph_def().node}
+    conv = convert_graph(g.as_graph_def(), ["ids"], ["pooled:0"], variables)
+    (got,) = run_model(conv.model, [feed])
+    assert np.array_equal(got, ref)
+    check_weights(conv, variables)
+    assert [lb.keras_class for lb in conv.layers][0] == "Embedding"
+    assert conv.report["unsupported"]["nodes"] == []
+
+
+def test_partitioned_mod_lookup_binds_each_partition():
+    """The glue binds a partitioned variable once, with the logical (id-ordered) value;
+    each partition read gets its stored slice."""
+    from tb_varmap.convert import VariableBinding
+
+    g = tf.Graph()
+    with g.as_default():
+        ids = tf1.placeholder(tf.int64, [None, 4], name="ids")
+        table = tf1.get_variable("emb", [10, 3], partitioner=tf1.fixed_size_partitioner(3),
+                                 initializer=tf1.random_normal_initializer(seed=3))
+        out = tf.identity(tf1.nn.embedding_lookup(table, ids, partition_strategy="mod"),
+                          name="out")
+        logical = tf1.nn.embedding_lookup(table, tf.range(10, dtype=tf.int64),
+                                          partition_strategy="mod")
+        sess = plain_session(g)
+        sess.run(tf1.global_variables_initializer())
+        feed = np.random.RandomState(1).randint(0, 10, (2, 4))
+        ref = sess.run(out, {ids: feed})
+        parts = [v for v in table]                      # PartitionedVariable parts
+        reads = [t for b in bindings_from_graph(g, sess) for t in b.read_tensors]
+        binding = VariableBinding("emb", reads, "embedding.table", True,
+                                  sess.run(logical))
+        stored = sess.run(parts)
+    conv = convert_graph(g.as_graph_def(), ["ids"], ["out:0"], [binding])
+    (got,) = run_model(conv.model, [feed])
+    assert np.array_equal(got, ref)
+    weights = {v["variable"]: v for lb in conv.layers for v in lb.variables}
+    assert sorted(weights) == ["emb/part_0", "emb/part_1", "emb/part_2"]
+    by_path = {w.path: np.asarray(w.numpy()) for w in conv.model.weights}
+    for k, value in enumerate(stored):
+        entry = weights[f"emb/part_{k}"]
+        assert by_path[entry["weight"]].tobytes() == value.tobytes()
+        assert "mod" in entry["note"]
+    assert conv.report["unused_variables"] == []

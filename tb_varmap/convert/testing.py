@@ -28,6 +28,9 @@ def bindings_from_graph(graph, sess, roles=None, trainable=None):
                 if c.type == "ReadVariableOp":
                     reads.append(c.outputs[0].name)
                     value_t = c.outputs[0]
+                elif c.type not in ("AssignVariableOp", "VarIsInitializedOp",
+                                    "AssignAddVariableOp", "AssignSubVariableOp"):
+                    reads.append(op.outputs[0].name)     # handle used directly
             elif c.type == "Identity" and c.name == op.name + "/read":
                 reads.append(c.outputs[0].name)
                 value_t = c.outputs[0]
