@@ -1,0 +1,267 @@
+"""Legacy model families for converter tests: embeddings (plain and partitioned "div"),
+dynamic_rnn LSTM/GRU (control-flow-v2 While), stacked cells, layer norm, EMA.
+
+Separate from tf1_models/legacy_models (additive): `generate_families(out_dir, models,
+variants)` runs the builders in a TF_USE_LEGACY_KERAS=1 subprocess (rnn_cell and tf_slim
+need tf_keras), the calling process never gets their TF state. Each model_dir gets an event
+file with the graph and a Saver checkpoint `model.ckpt-<step>`. Values are seeded random
+(not trained) except "fam_ema", trained with Adam + ExponentialMovingAverage.
+
+    python -m tb_varmap.demo.families --out DIR --models fam_lstm,fam_gru --variant both
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from tb_varmap.errors import BadInput
+
+_MARK = "TB_VARMAP_FAMILIES "
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEED = 4321
+FORGET_BIAS = 0.7          # not the default 1.0, so a missed fold shows
+
+
+@dataclass
+class Family:
+    name: str
+    inputs: dict               # placeholder -> (shape with None batch, dtype)
+    outputs: list              # output tensors
+    description: str
+
+
+FAMILIES = {f.name: f for f in [
+    Family("fam_embedding", {"ids": ([None, 5], "int64")}, ["y:0"],
+           "ids -> embedding_lookup on one [12, 4] table -> mean -> dense(3) -> y"),
+    Family("fam_embedding_div", {"ids": ([None, 5], "int64")}, ["y:0"],
+           "ids -> embedding [11, 4] in 3 partitions, partition_strategy='div' -> mean "
+           "-> dense(3) -> y"),
+    Family("fam_embedding_mod", {"ids": ([None, 5], "int64")}, ["y:0"],
+           "ids -> embedding [11, 4] in 3 partitions, partition_strategy='mod' -> mean "
+           "-> dense(3) -> y"),
+    Family("fam_lstm", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           f"x -> dynamic_rnn(LSTMCell(8, forget_bias={FORGET_BIAS})) -> seq (outputs), "
+           "final h -> dense(2) -> y"),
+    Family("fam_basic_lstm", {"x": ([None, 5, 3], "float32")}, ["y:0"],
+           "x -> dynamic_rnn(BasicLSTMCell(8)) -> final h -> dense(2) -> y"),
+    Family("fam_gru", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> dynamic_rnn(GRUCell(6)) -> seq, final state -> dense(2) -> y"),
+    Family("fam_lstm_stacked", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> dynamic_rnn(MultiRNNCell([LSTMCell(8), LSTMCell(6)])) -> seq, last h "
+           "-> dense(2) -> y"),
+    Family("fam_lstm_peephole", {"x": ([None, 5, 3], "float32")}, ["y:0"],
+           "x -> dynamic_rnn(LSTMCell(8, use_peepholes=True, cell_clip=3)) -> last h -> y"),
+    Family("fam_layer_norm", {"x": ([None, 4, 6], "float32")}, ["y:0"],
+           "x -> slim.layer_norm (begin_norm_axis=1) -> slim.layer_norm "
+           "(begin_norm_axis=-1, BERT style) -> flatten -> dense(3) -> y"),
+    Family("fam_ema", {"x": ([None, 6], "float32")}, ["y:0"],
+           "x -> dense(5) relu -> dense(2) -> y; 4 Adam steps with "
+           "ExponentialMovingAverage(0.9) shadows"),
+]}
+VARIANTS = ("ref", "resource")
+
+
+def run_name(model, variant):
+    return model + ("_resource" if variant == "resource" else "")
+
+
+def generate_families(out_dir, models=None, variants=("ref", "resource"), timeout=600):
+    """Build `models` (names from FAMILIES; None = all) in `variants` under out_dir, in a
+    TF_USE_LEGACY_KERAS=1 subprocess. Returns {run name: model_dir}."""
+    models = list(models or FAMILIES)
+    bad = [m for m in models if m not in FAMILIES]
+    if bad:
+        raise BadInput(f"unknown family model(s) {bad}; expected some of {sorted(FAMILIES)}")
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise BadInput(f"unknown variant(s) {bad}; expected 'ref' or 'resource'")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="",
+               TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [_REPO_ROOT, env.get("PYTHONPATH")] if p)
+    cmd = [sys.executable, "-m", "tb_varmap.demo.families", "--out", os.path.abspath(out_dir),
+           "--models", ",".join(models), "--variant", ",".join(variants)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"family generator failed (exit {proc.returncode}) writing "
+                           f"{out_dir}:\n{proc.stderr[-4000:]}")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(_MARK):
+            return json.loads(line[len(_MARK):])
+    raise RuntimeError(f"family generator wrote no manifest:\n{proc.stdout[-2000:]}")
+
+
+def sample_feed(name, batch=2, seed=0):
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    feed = {}
+    for node, (shape, dtype) in FAMILIES[name].inputs.items():
+        full = [batch if d is None else d for d in shape]
+        feed[node] = (rng.randint(0, 11, size=full) if dtype.startswith("int")
+                      else rng.randn(*full)).astype(dtype)
+    return feed
+
+
+# ---------------------------------------------------------------- builders (subprocess)
+
+def _builders():
+    import numpy as np
+    import tensorflow as tf
+
+    from tb_varmap.demo.tf1_models import _dense, _scope, _write_graph_events
+
+    v1 = tf.compat.v1
+
+    def cells():
+        return v1.nn.rnn_cell
+
+    def save(model_dir, g, step=1, random=True):
+        rng = np.random.RandomState(SEED)
+        with g.as_default():
+            variables = v1.global_variables()
+            saver = v1.train.Saver()
+            init = v1.global_variables_initializer()
+        with v1.Session(graph=g) as sess:
+            sess.run(init)
+            if random:
+                for var in variables:
+                    value = rng.uniform(-0.5, 0.5, var.shape.as_list()).astype(np.float32)
+                    var.load(value, sess)
+            saver.save(sess, os.path.join(model_dir, "model.ckpt"), global_step=step)
+        _write_graph_events(model_dir, g).close()
+
+    def embedding(model_dir, variant, parts, strategy):
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            ids = v1.placeholder(tf.int64, [None, 5], name="ids")
+            kw = {"partitioner": v1.fixed_size_partitioner(parts)} if parts else {}
+            table = v1.get_variable("embedding", [11 if parts else 12, 4], **kw)
+            emb = v1.nn.embedding_lookup(table, ids, partition_strategy=strategy,
+                                         name="lookup")
+            h = tf.reduce_mean(emb, axis=1, name="mean")
+            tf.identity(_dense(h, 3, "fc", 11), name="y")
+        save(model_dir, g)
+
+    def rnn(model_dir, variant, make_cell, seq=True, state_h=None):
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 5, 3], name="x")
+            out, state = v1.nn.dynamic_rnn(make_cell(), x, dtype=tf.float32)
+            if seq:
+                tf.identity(out, name="seq")
+            tf.identity(_dense(state_h(state), 2, "head", 21), name="y")
+        save(model_dir, g)
+
+    def layer_norm(model_dir, variant):
+        import tf_keras.src.legacy_tf_layers as legacy_layers
+        sys.modules.setdefault("tf_keras.legacy_tf_layers", legacy_layers)
+        import tf_slim as slim
+
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 4, 6], name="x")
+            h = slim.layer_norm(x, scope="ln_all")
+            h = slim.layer_norm(h, begin_norm_axis=-1, begin_params_axis=-1, scope="ln_last")
+            h = tf.reshape(h, [-1, 24])
+            tf.identity(_dense(h, 3, "fc", 31), name="y")
+        save(model_dir, g)
+
+    def ema(model_dir, variant):
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 6], name="x")
+            t = v1.placeholder(tf.float32, [None, 2], name="target")
+            h = tf.nn.relu(_dense(x, 5, "fc1", 41))
+            y = tf.identity(_dense(h, 2, "fc2", 43), name="y")
+            loss = tf.reduce_mean(tf.square(y - t))
+            step = v1.train.get_or_create_global_step()
+            opt = v1.train.AdamOptimizer(0.05).minimize(loss, global_step=step)
+            ema_obj = v1.train.ExponentialMovingAverage(0.9, num_updates=None)
+            with tf.control_dependencies([opt]):
+                train = ema_obj.apply(v1.trainable_variables())
+            saver = v1.train.Saver()
+            shadows = [ema_obj.average(v) for v in v1.trainable_variables()]
+            first = v1.variables_initializer(
+                [v for v in v1.global_variables() if v not in shadows])
+            second = v1.variables_initializer(shadows)
+        rng = np.random.RandomState(SEED)
+        with v1.Session(graph=g) as sess:
+            sess.run(first)        # shadows start from the initialised variables
+            sess.run(second)
+            for _ in range(4):
+                sess.run(train, {x: rng.randn(8, 6), t: rng.randn(8, 2)})
+            saver.save(sess, os.path.join(model_dir, "model.ckpt"),
+                       global_step=int(sess.run(step)))
+        _write_graph_events(model_dir, g).close()
+
+    def h_of(state):
+        return state.h if hasattr(state, "h") else state
+
+    return {
+        "fam_embedding": lambda d, v: embedding(d, v, 0, "mod"),
+        "fam_embedding_div": lambda d, v: embedding(d, v, 3, "div"),
+        "fam_embedding_mod": lambda d, v: embedding(d, v, 3, "mod"),
+        "fam_lstm": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(
+            8, forget_bias=FORGET_BIAS), state_h=h_of),
+        "fam_basic_lstm": lambda d, v: rnn(d, v, lambda: cells().BasicLSTMCell(8),
+                                           seq=False, state_h=h_of),
+        "fam_gru": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), state_h=h_of),
+        "fam_lstm_stacked": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(
+            [cells().LSTMCell(8, forget_bias=FORGET_BIAS), cells().LSTMCell(6)]),
+            state_h=lambda s: s[-1].h),
+        "fam_lstm_peephole": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(
+            8, use_peepholes=True, cell_clip=3.0), seq=False, state_h=h_of),
+        "fam_layer_norm": layer_norm,
+        "fam_ema": ema,
+    }
+
+
+def build_all(out_dir, models, variants):
+    import shutil
+
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise BadInput("family models need TF_USE_LEGACY_KERAS=1 set before TensorFlow "
+                       "starts; use generate_families()")
+    builders = _builders()
+    written = {}
+    for model in models:
+        for variant in variants:
+            final = os.path.join(out_dir, run_name(model, variant))
+            tmp = final + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            builders[model](tmp, variant)
+            with open(os.path.join(tmp, "checkpoint")) as f:
+                text = f.read().replace(os.path.abspath(tmp) + os.sep, "")
+            with open(os.path.join(tmp, "checkpoint"), "w") as f:
+                f.write(text)
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(tmp, final)
+            written[run_name(model, variant)] = os.path.abspath(final)
+    return written
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--models", default=",".join(FAMILIES))
+    ap.add_argument("--variant", default="ref,resource")
+    args = ap.parse_args(argv)
+    try:
+        written = build_all(args.out, [m for m in args.models.split(",") if m],
+                            [v for v in args.variant.split(",") if v])
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(_MARK + json.dumps(written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
