@@ -417,6 +417,7 @@ export class App {
   showMatches() {
     const list = this.ix ? searchNodes(this.ix, this.search.value) : [];
     this.matchList = list;
+    this.matchIndex = 0;
     clear(this.matches).append(...list.map((n, i) =>
       h("div.match" + (i === 0 ? ".first" : ""), { onclick: () => this.pickMatch(n) }, h("span.mono", {}, n.name), h("span.op", {}, n.op))));
     if (this.search.value && !list.length) this.matches.append(h("div.match.muted", {}, "no node matches"));
@@ -424,7 +425,16 @@ export class App {
   }
 
   searchKey(e) {
-    if (e.key === "Enter" && this.matchList && this.matchList.length) this.pickMatch(this.matchList[0]);
+    const list = this.matchList || [];
+    if (!list.length) return;
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      this.matchIndex = (this.matchIndex + (e.key === "ArrowDown" ? 1 : list.length - 1)) % list.length;
+      this.matches.querySelectorAll(".match").forEach((el, i) => {
+        el.classList.toggle("first", i === this.matchIndex);
+        if (i === this.matchIndex) el.scrollIntoView({ block: "nearest" });
+      });
+    } else if (e.key === "Enter") this.pickMatch(list[this.matchIndex] || list[0]);
   }
 
   pickMatch(n) {
@@ -592,10 +602,16 @@ export class App {
     const run = this.run;
     this.saveBtn.disabled = true;
     try {
+      const ioChanged = !!(this.edits.inputs || this.edits.outputs);
       const res = await api.putTags(run, this.edits.body());
       this.edits.reset(res.tags);
       this.message(`Saved tags of run "${run}" (revision ${res.tags.revision}).`, "ok");
       await this.loadVariables();
+      if (ioChanged && run === this.run) {
+        // New inputs/outputs change which nodes are forward: redraw from the server's view.
+        this.ix = indexGraph(await api.graph(run));
+        await this.relayout();
+      }
     } catch (err) {
       if (err instanceof ApiError && err.status === 409) this.conflict(err.body.current || {});
       else if (err instanceof ApiError && err.status === 400) {
@@ -622,7 +638,6 @@ export class App {
 
   // ---------- export ----------
   async startExport() {
-    if (this.edits.count) this.message("Exporting with the saved tags; your unsaved edits are not included.", "warn");
     const run = this.run;
     const step = this.stepSel.value === "" ? undefined : Number(this.stepSel.value);
     let job;
@@ -635,7 +650,8 @@ export class App {
     this.exportBtn.disabled = true;
     const bar = h("div.bar-fill");
     const stage = h("span.stage", {}, "queued");
-    clear(this.banner).append(h("div.progress#vm-progress", {}, h("span", {}, `Exporting run "${run}" `), h("div.bar", {}, bar), stage));
+    clear(this.banner).append(h("div.progress#vm-progress", {}, h("span", {}, `Exporting run "${run}" `), h("div.bar", {}, bar), stage,
+      this.edits.count ? h("span.warn", {}, `(uses the saved tags: your ${this.edits.count} unsaved edit(s) are not included)`) : null));
     try {
       for (;;) {
         const j = await api.job(job);
