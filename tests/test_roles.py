@@ -230,3 +230,51 @@ def test_real_charrnn_roles(real_fixtures):
     assert roles["rnnlm/softmax_b"].role == "dense.bias"
     assert roles["rnnlm/softmax_w/Adam_1"].role == "ignore"
     assert os.path.basename(run.checkpoint_prefix()) == "model.ckpt-46499"
+
+
+LEGACY_GRAPH = r'''
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tensorflow as tf
+import tf_slim as slim
+v1 = tf.compat.v1
+v1.disable_eager_execution()
+g = tf.Graph()
+with g.as_default():
+    x = v1.placeholder(tf.float32, [None, 5, 3], name="x")
+    with v1.variable_scope("lstm"):
+        h, _ = v1.nn.dynamic_rnn(v1.nn.rnn_cell.LSTMCell(4), x, dtype=tf.float32)
+    with v1.variable_scope("gru"):
+        h, _ = v1.nn.dynamic_rnn(v1.nn.rnn_cell.GRUCell(4), h, dtype=tf.float32)
+    y = v1.layers.dense(slim.layer_norm(h[:, -1], scope="ln"), 6, name="fc")
+    y = v1.layers.batch_normalization(y, training=False, name="bn")
+    tf.nn.softmax(y, name="probs")
+    saver = v1.train.Saver()
+    with v1.Session() as s:
+        s.run(v1.global_variables_initializer())
+        saver.save(s, os.path.join(sys.argv[1], "model.ckpt"), global_step=1)
+    v1.summary.FileWriter(sys.argv[1], g).close()
+'''
+
+
+def test_legacy_layers_rnn_cells_in_while_v2(tmp_path):
+    """tf.compat.v1 rnn cells / layers / tf_slim, written by a legacy-Keras subprocess."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-c", LEGACY_GRAPH, str(tmp_path)], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = RunData(str(tmp_path), ".")
+    assert any(n.op in ("While", "StatelessWhile") for n in run.ir.node_list)
+    assert {k: g.role for k, g in run.roles().items()} == {
+        "lstm/rnn/lstm_cell/kernel": "lstm.kernel", "lstm/rnn/lstm_cell/bias": "lstm.bias",
+        "gru/rnn/gru_cell/gates/kernel": "gru.gates_kernel", "gru/rnn/gru_cell/gates/bias": "gru.gates_bias",
+        "gru/rnn/gru_cell/candidate/kernel": "gru.candidate_kernel",
+        "gru/rnn/gru_cell/candidate/bias": "gru.candidate_bias",
+        "ln/gamma": "ln.gamma", "ln/beta": "ln.beta", "fc/kernel": "dense.kernel", "fc/bias": "dense.bias",
+        "bn/gamma": "bn.gamma", "bn/beta": "bn.beta", "bn/moving_mean": "bn.moving_mean",
+        "bn/moving_variance": "bn.moving_variance"}
+    assert run.roles()["lstm/rnn/lstm_cell/kernel"].consumers[0].startswith("lstm_rnn_while_body")
+    assert run.default_io() == (["x"], ["probs:0"])
