@@ -8,6 +8,7 @@ import os
 import struct
 
 from tensorboard.compat.proto import event_pb2, graph_pb2, meta_graph_pb2
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
 from tb_varmap.sources import RunError
 
@@ -26,13 +27,18 @@ def event_files(run_dir):
 
 
 def records(path):
-    """Yield the payloads of a TFRecord file (CRCs are not checked; a torn tail is skipped)."""
+    """Yield the payloads of a TFRecord file; stops at a torn tail or a corrupt length field
+    (its CRC is checked; payload CRCs are not)."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         while True:
             header = f.read(12)
             if len(header) < 12:
                 return
             (length,) = struct.unpack("<Q", header[:8])
+            (length_crc,) = struct.unpack("<I", header[8:])
+            if length > size - f.tell() or masked_crc32c(header[:8]) != length_crc:
+                return
             data = f.read(length)
             if len(data) < length:
                 return
