@@ -69,6 +69,12 @@ export class App {
     });
     this.table = new VarTable(varsHost, { onSelect: (v) => this.selectVariable(v.variable) });
     document.addEventListener("keydown", (e) => this.key(e));
+    window.addEventListener("beforeunload", (e) => {
+      if (this.edits.count) {
+        e.preventDefault();
+        e.returnValue = "";
+      }
+    });
     document.addEventListener("click", (e) => {
       if (!this.menu.contains(e.target)) this.menu.hidden = true;
       if (!e.target.closest(".searchbox")) this.matches.hidden = true;
