@@ -322,10 +322,8 @@ def _logical_shape(logical, parts, ckpt_shapes):
                 if r is not None and r[1] != dims[a]:
                     axis = a
     if full is None and all(s is not None for s in part_shapes):
-        for a in range(len(part_shapes[0])):
-            if len({s[a] for s in part_shapes}) > 1 or len(parts) > 1:
-                axis = a
-                break
+        # no slice spec: the axis where the parts differ (the first one when all are equal)
+        axis = next((a for a in range(len(part_shapes[0])) if len({s[a] for s in part_shapes}) > 1), 0)
         full = list(part_shapes[0])
         if full:
             full[axis] = sum(s[axis] for s in part_shapes)

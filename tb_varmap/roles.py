@@ -150,6 +150,10 @@ def _other_input(body, node, slot):
     return producer(body, node, 1 - slot) if len(node.inputs) == 2 else None
 
 
+def _flag(node, name):
+    return name in node.attr and node.attr[name].b
+
+
 def _layer(use):
     scope = use.node.scope
     return use.path + scope if scope else use.path + use.node.name
@@ -250,6 +254,8 @@ def _guess_from_uses(ir, info, uses, kernels):
         layer = _layer(use)
         if op in ("MatMul", "BatchMatMulV2", "BatchMatMul") and slot == 1:
             role, reason = _matmul_role(body, node, info)
+            if _flag(node, "transpose_b") or _flag(node, "adj_y"):
+                reason += " (transpose_b: stored [out, in])"
             kernels[(id(body), node.name)] = (role, layer)
             return RoleGuess(role, 0.95 if role == "dense.kernel" else 0.85, reason, consumers, layer)
         if op == "MatMul" and slot == 0 and node.attr.get("transpose_a") is not None and rank == 2:

@@ -77,7 +77,12 @@ class RunData:
         """(GraphDef, source, MetaGraphDef or None)."""
         graph_def = meta = None
         if self._provider is not None:
-            graph_def = events.read_provider_graph(self._provider, self._experiment_id, self.run)
+            try:
+                graph_def = events.read_provider_graph(self._provider, self._experiment_id, self.run)
+            except RunError:
+                raise
+            except Exception:  # the provider failed: read the files ourselves
+                graph_def = None
             if graph_def is not None:
                 return graph_def, "events", self._side_meta()
         graph_def, meta = events.read_event_graphs(self.run_dir)
@@ -86,7 +91,7 @@ class RunData:
         path = graphfiles.find_graph_file(self.run_dir)
         if path is not None:
             return graphfiles.read_graph_file(path), os.path.basename(path), self._side_meta()
-        meta = self._side_meta()
+        meta = self._side_meta(required=True)
         if meta is not None:
             return meta.graph_def, "meta", meta
         saved = os.path.join(self.run_dir, graphfiles.SAVED_MODEL_FILE)
@@ -95,9 +100,18 @@ class RunData:
             return meta.graph_def, "saved_model", meta
         return None, None, None
 
-    def _side_meta(self):
+    def _side_meta(self, required=False):
+        """The `.meta` next to the checkpoint: the graph itself (required) or only its
+        collections (trainable flags), when a broken one must not hide a good graph."""
         path = self.checkpoints.meta_path()
-        return graphfiles.read_meta(path) if path else None
+        if not path:
+            return None
+        try:
+            return graphfiles.read_meta(path)
+        except RunError:
+            if required:
+                raise
+            return None
 
     @property
     def graph_def(self):
