@@ -93,7 +93,7 @@ a.node:hover { text-decoration: underline; }
 .side { width: 440px; border-left: 1px solid #e0e0e0; display: flex; flex-direction: column; min-height: 0; background: #fff; }
 .details { max-height: 52%; overflow: auto; padding: 8px 12px; border-bottom: 1px solid #e0e0e0; }
 .details h3 { margin: 2px 0 6px; font-size: 14px; font-weight: 500; word-break: break-all; }
-.details h4 .mono { text-transform: none; }
+.details h4 .mono, .verify-pane h4 .mono { text-transform: none; }
 .details h4, .verify-pane h4 { margin: 10px 0 4px; font-size: 12px; font-weight: 500; color: #616161; text-transform: uppercase; letter-spacing: .03em; }
 .kv { margin-bottom: 6px; }
 .tag { display: inline-block; font-size: 11px; background: #eceff1; border-radius: 8px; padding: 0 6px; margin-left: 6px; }
