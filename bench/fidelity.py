@@ -98,7 +98,8 @@ def export_one(logdir, run, model_path, timeout):
     args = ["export", "--logdir", logdir, "--run", run, "--verify", "--json", "--out", model_path]
     rc, out, lines, stats = run_cli(args, timeout)
     row = {"run": run, "logdir": os.path.basename(logdir), "exit": rc, **stats,
-           **_phase_times(lines, stats["wall_s"])}
+           **_phase_times(lines, stats["wall_s"]),
+           "progress": [[round(t, 2), line.strip()] for t, line in lines if "%" in line[:5]]}
     errors = [line for _, line in lines if "%" not in line[:5] and line.strip()]
     if rc == -9:
         row["error"] = "timed out after %d s" % timeout
@@ -144,22 +145,21 @@ def list_runs(logdir):
 
 
 def prepare(work, smoke):
-    """Writes the demo logdir and a copy of the real fixtures; returns [logdir]."""
+    """Writes the demo logdir and a copy of the real fixtures; returns [(logdir, runs | None)]
+    (None: list the runs with `tb-varmap runs`)."""
     from tb_varmap.demo.generate import generate
 
     demo = os.path.join(work, "demo")
     if smoke:
-        generate(demo, models=SMOKE_MODELS, variants=("ref",))
-        return [demo]
-    generate(demo, models="all", variants=("ref", "resource"))
-    logdirs = [demo]
+        return [(demo, sorted(generate(demo, models=SMOKE_MODELS, variants=("ref",))))]
+    logdirs = [(demo, sorted(generate(demo, models="all", variants=("ref", "resource"))))]
     if os.path.isdir(REAL):
         real = os.path.join(work, "real")
         shutil.copytree(REAL, real, copy_function=shutil.copyfile)
         for root, dirs, files in os.walk(real):
             for name in dirs + files:
                 os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
-        logdirs.append(real)
+        logdirs.append((real, None))
     return logdirs
 
 
@@ -174,8 +174,8 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="bench_fidelity_")
     rows, speed_rows = [], []
     try:
-        for logdir in prepare(work, args.smoke):
-            for entry in list_runs(logdir):
+        for logdir, runs in prepare(work, args.smoke):
+            for entry in ([{"run": r} for r in runs] if runs is not None else list_runs(logdir)):
                 run = entry["run"]
                 if args.runs and run not in args.runs.split(","):
                     continue

@@ -1,0 +1,85 @@
+"""The benchmarks still run (smoke mode: each once, tiny sizes). Not timed: nothing here
+fails because a machine is slow; it fails when a benchmark breaks or measures nothing."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bench import run_all, synth_graph
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_synthetic_graph_is_a_trainable_tf1_graph():
+    import tensorflow as tf
+
+    graph = synth_graph.synth_graph(1000, towers=2)
+    assert 900 <= len(graph.node) <= 1100
+    names = [n.name for n in graph.node]
+    for marker in ("tower_1/gradients/", "/Adam_1", "Adam/update_", "save/RestoreV2", "init"):
+        assert any(marker in n for n in names), marker
+    gd = tf.compat.v1.GraphDef.FromString(graph.SerializeToString())
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        tf.compat.v1.import_graph_def(gd, name="")
+        sess.run("init")
+        feed = {"images:0": np.ones([4, 32, 32, 64], np.float32), "labels:0": np.arange(4, dtype=np.int32)}
+        before = sess.run("model/logits/bias:0")
+        probs, _ = sess.run(["tower_0/model/probs:0", "Adam"], feed)
+        assert probs.shape == (2, 10)
+        assert not np.array_equal(before, sess.run("model/logits/bias:0"))  # Adam updated it
+
+
+def test_graph_event_reads_back(tmp_path):
+    from tb_varmap.sources import events
+
+    graph = synth_graph.synth_graph(300)
+    synth_graph.write_graph_run(str(tmp_path), graph)
+    read, _ = events.read_event_graphs(str(tmp_path))
+    assert read == graph and len(read.node) == len(graph.node)
+
+
+def test_smoke_runs_every_light_benchmark(tmp_path):
+    result = run_all.smoke(str(tmp_path))
+
+    g = result["graph_api"]
+    assert g["varmap"].get("ok"), g["varmap"]
+    assert g["varmap"]["encoding"] == "gzip" and g["varmap"]["wire_bytes"] < g["varmap"]["decoded_bytes"]
+    assert g["graphs"]["decoded_bytes"] > 0 and g["graphs"]["cold_s"] > 0
+    assert g["rss_mib"]["loaded"] > 0 and g["rss_mib"]["peak"] >= g["rss_mib"]["loaded"]
+
+    if os.path.exists(CHROMIUM):
+        for tab in ("varmap", "graphs"):
+            p = result["panel"][tab]
+            assert not p["errors"], p["errors"]
+            assert p["first_s"] > 0 and p["drawn_items"] > 0 and p["heap_mib"] > 0
+
+    f = result["fidelity"]
+    assert f["exit"] == 0, f.get("error")
+    assert f["outputs_max_abs"] == 0.0  # MatMul: Keras runs the same kernel
+    assert f["export_s"] > 0 and f["verify_s"] > 0 and f["peak_rss_mib"] > 50
+
+    s = result["speed"]
+    assert s["max_abs_diff"] == 0.0 and s["ratio"] > 0
+
+    with open(tmp_path / "smoke.json") as fh:
+        saved = json.load(fh)
+    assert saved["command"] and saved["machine"]
+
+
+@pytest.mark.slow
+def test_export_overhead_smoke(tmp_path):
+    from bench import export_overhead
+
+    r = export_overhead.main(["--smoke", "--out", str(tmp_path)])
+    assert r["exports"][0]["exit"] == 0, r["exports"][0].get("error")
+    assert r["ratio_wall"] > 0 and r["baseline"]["work_s"] > 0
+
+
+@pytest.mark.slow
+def test_big_checkpoint_smoke(tmp_path):
+    from bench import big_checkpoint
+
+    r = big_checkpoint.main(["--smoke", "--out", str(tmp_path)])
+    assert r["list"]["variables"] == 4
+    assert r["export"]["exit"] == 0 and r["export_verify"]["exit"] == 0
