@@ -949,25 +949,22 @@ def _original_gradients(orig, todo, ys, gy_values):
     """Per variable: d sum(ys * gy) / d value as an array, or a reason string."""
     import tensorflow as tf
 
-    built = []
     with orig.graph.as_default():
         gys = [tf.constant(g, dtype=y.dtype) for y, g in zip(ys, gy_values)]
-        for v in todo:
-            ph = orig.var_inputs[v.name]
-            pairs = [(ph, None)] + orig.handles.get(v.name, [])
-            try:
-                found = tf.gradients(ys, [h for h, _ in pairs], grad_ys=gys)
-                parts = []
-                for (h, part), g in zip(pairs, found):
-                    if g is None:
-                        continue
-                    g = tf.convert_to_tensor(g)
-                    if part is not None:   # a partition's gradient, placed in the full value
-                        g = tf.gradients(part, ph, grad_ys=g)[0]
-                    parts.append(tf.convert_to_tensor(g))
-                built.append(tf.add_n(parts) if parts else tf.zeros_like(ph))
-            except Exception as e:  # noqa: BLE001
-                built.append(_grad_reason(orig, v.name, e))
+        pairs = [[(orig.var_inputs[v.name], None)] + orig.handles.get(v.name, [])
+                 for v in todo]
+        try:  # one backward pass for all variables
+            flat = tf.gradients(ys, [h for ps in pairs for h, _ in ps], grad_ys=gys)
+            it = iter(flat)
+            built = [_assemble(ps, [next(it) for _ in ps]) for ps in pairs]
+        except Exception:  # noqa: BLE001  (then one by one, to name the failing ones)
+            built = []
+            for v, ps in zip(todo, pairs):
+                try:
+                    found = tf.gradients(ys, [h for h, _ in ps], grad_ys=gys)
+                    built.append(_assemble(ps, found))
+                except Exception as e:  # noqa: BLE001
+                    built.append(_grad_reason(orig, v.name, e))
     ready = [t for t in built if not isinstance(t, str)]
     try:
         values = iter(orig.session.run(ready, feed_dict=orig.feed))
@@ -981,6 +978,23 @@ def _original_gradients(orig, todo, ys, gy_values):
         except Exception as e:  # noqa: BLE001
             out.append(_grad_reason(orig, "", e))
     return out
+
+
+def _assemble(pairs, found):
+    """Sum of a variable's gradients: its placeholder's, plus each resource handle's
+    (a partition's placed into the full value by differentiating the slice)."""
+    import tensorflow as tf
+
+    ph = pairs[0][0]
+    parts = []
+    for (h, part), g in zip(pairs, found):
+        if g is None:
+            continue
+        g = tf.convert_to_tensor(g)
+        if part is not None:
+            g = tf.gradients(part, ph, grad_ys=g)[0]
+        parts.append(tf.convert_to_tensor(g))
+    return tf.add_n(parts) if parts else tf.zeros_like(ph)
 
 
 def _grad_reason(orig, what, error):
