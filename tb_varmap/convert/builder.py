@@ -240,7 +240,8 @@ class Builder:
             layer = reuse
         xs = [self.kt[t] for t in emit.inputs]
         y = layer(xs[0] if len(xs) == 1 else xs)
-        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        import keras   # nested outputs (stacked RNN states) flatten in order
+        ys = keras.tree.flatten(y)
         if len(ys) != len(emit.outputs):
             raise ValueError(f"layer {layer.name} gave {len(ys)} outputs, expected "
                              f"{len(emit.outputs)}")
