@@ -124,3 +124,20 @@ def test_verify_command_on_saved_model(exported, capsys):
     assert code == 0
     assert report["verification"]["passed"] is True
     assert report["attempt"] >= 2
+
+
+def test_verify_catches_a_tampered_model_and_names_the_layer(exported, tmp_path, capsys):
+    logdir, reports = exported
+    run = "dense_nobias_resource"
+    model = load(os.path.join(logdir, run, "varmap", "model.keras"))
+    dense = next(l for l in reports[run]["conversion"]["layers"] if l["keras_class"] == "Dense")
+    kernel = next(w for w in model.weights if w.path == dense["variables"][0]["weight"])
+    kernel.assign(kernel.numpy() * 1.01)
+    tampered = str(tmp_path / "tampered.keras")
+    model.save(tampered)
+    code = cli.main(["verify", "--logdir", str(logdir), "--run", run, "--model", tampered, "--json"])
+    verification = json.loads(capsys.readouterr().out)["verification"]
+    assert code == 1
+    assert verification["passed"] is False
+    row = next(r for r in verification["layers"] if r["layer"] == dense["layer"])
+    assert row["isolated"]["status"] == "INACCURATE"
