@@ -515,3 +515,36 @@ def test_weight_the_model_cannot_differentiate_is_failed(tmp_path):
         grads["dense1/kernel"]["reason"]
     assert grads["dense1/bias"]["status"] == "OK"
     assert report["passed"] is False
+
+
+def test_shared_layer_bindings_map_to_their_calls(tmp_path):
+    """One weight used by two MatMuls -> one Keras layer called twice, bound twice."""
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("tied/kernel", [4, 4])
+        h = tf.tanh(tf.matmul(x, w, name="mm1"), name="act")
+        tf.matmul(h, w, name="mm2")
+
+    gd, values = _save_tf1(tmp_path, build)
+    variables = [VariableBinding("tied/kernel", ["tied/kernel/read:0"], "dense.kernel", True,
+                                 values["tied/kernel"])]
+    x = keras.Input((4,), name="x")
+    d = keras.layers.Dense(4, use_bias=False, name="tied")
+    act = keras.layers.Activation("tanh", name="act")
+    model = keras.Model(x, d(act(d(x))))
+    d.set_weights([values["tied/kernel"]])
+    bound = [{"variable": "tied/kernel", "role": "dense.kernel", "weight": "tied/kernel"}]
+    layers = [LayerBinding("tied", "Dense", [], ["x:0"], ["mm1:0"], bound, True),
+              LayerBinding("act", "Activation", [], ["mm1:0"], ["act:0"], [], True),
+              LayerBinding("tied", "Dense", [], ["act:0"], ["mm2:0"], bound, True)]
+    report = V.verify(gd, ["x"], ["mm2:0"], variables, Conversion(model, layers, {}))
+    assert report["passed"] is True, report
+    assert [r["layer"] for r in report["layers"]] == ["tied", "act", "tied"]
+    assert report["gradients"][0]["status"] == "OK"
+    # a binding for a call the model does not make is FAILED, the others still compared
+    layers.append(LayerBinding("act", "Activation", [], ["mm2:0"], ["mm2:0"], [], True))
+    report = V.verify(gd, ["x"], ["mm2:0"], variables, Conversion(model, layers, {}))
+    last = report["layers"][-1]
+    assert last["isolated"]["status"] == last["cumulative"]["status"] == "FAILED"
+    assert "no call of layer 'act'" in last["cumulative"]["reason"]
+    assert report["layers"][2]["cumulative"]["status"] == "OK"
