@@ -51,7 +51,7 @@ def frozen_session(graph_def, outputs, bindings):
     return session, fetch, lambda name: graph.get_tensor_by_name("orig/" + name.split(":")[0] + ":0")
 
 
-def measure(logdir, run, model_path, batch=32, repeats=50, inputs=None, outputs=None):
+def measure(logdir, run, model_path, batch=32, repeats=50, inputs=None, outputs=None, more_batches=()):
     import keras
 
     import tb_varmap  # noqa: F401  (registers the custom layers)
@@ -65,23 +65,28 @@ def measure(logdir, run, model_path, batch=32, repeats=50, inputs=None, outputs=
     step = run_data.latest_step
     bindings, _ = export_run.variable_bindings(run_data, step, tags)
     graph_bytes = run_data.graph_def.SerializeToString()
-    feed = verify.make_inputs(graph_bytes, inputs, bindings, seed=0, batch=batch)
     session, fetch, tensor = frozen_session(run_data.graph_def, outputs, bindings)
-    feed_dict = {tensor(k): v for k, v in feed.items()}
     model = keras.saving.load_model(model_path)
-    x = [feed[n.split(":")[0]] for n in inputs]
-    x = x[0] if len(x) == 1 else x
-    graph_s, _ = _median_time(lambda: session.run(fetch, feed_dict), repeats)
-    keras_s, _ = _median_time(lambda: model.predict_on_batch(x), repeats)
-    eager_s, _ = _median_time(lambda: model(x, training=False), repeats)
-    want = session.run(fetch, feed_dict)
-    got = model.predict_on_batch(x)
-    got = got if isinstance(got, (list, tuple)) else [got]
-    diff = max(float(np.max(np.abs(np.asarray(g, dtype=np.float64) - np.asarray(w, dtype=np.float64))))
-               if np.size(w) else 0.0 for g, w in zip(got, want))
-    return {"run": run, "batch": batch, "repeats": repeats, "graph_s": graph_s, "keras_s": keras_s,
-            "keras_eager_s": eager_s, "ratio": keras_s / graph_s, "eager_ratio": eager_s / graph_s,
-            "max_abs_diff": diff, "inputs": inputs, "outputs": outputs}
+
+    def one(batch):
+        feed = verify.make_inputs(graph_bytes, inputs, bindings, seed=0, batch=batch)
+        feed_dict = {tensor(k): v for k, v in feed.items()}
+        x = [feed[n.split(":")[0]] for n in inputs]
+        x = x[0] if len(x) == 1 else x
+        graph_s, _ = _median_time(lambda: session.run(fetch, feed_dict), repeats)
+        keras_s, _ = _median_time(lambda: model.predict_on_batch(x), repeats)
+        eager_s, _ = _median_time(lambda: model(x, training=False), repeats)
+        want = session.run(fetch, feed_dict)
+        got = model.predict_on_batch(x)
+        got = got if isinstance(got, (list, tuple)) else [got]
+        diff = max(float(np.max(np.abs(np.asarray(g, dtype=np.float64) - np.asarray(w, dtype=np.float64))))
+                   if np.size(w) else 0.0 for g, w in zip(got, want))
+        return {"batch": batch, "graph_s": graph_s, "keras_s": keras_s, "keras_eager_s": eager_s,
+                "ratio": keras_s / graph_s, "eager_ratio": eager_s / graph_s, "max_abs_diff": diff}
+
+    row = {"run": run, "repeats": repeats, **one(batch), "inputs": inputs, "outputs": outputs}
+    row["by_batch"] = [one(b) for b in more_batches]
+    return row
 
 
 def main(argv=None):
@@ -90,12 +95,14 @@ def main(argv=None):
     ap.add_argument("--run", default=".")
     ap.add_argument("--model", required=True)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--more-batches", default="512", help="comma list of further batch sizes to time")
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     batch, repeats = (2, 3) if args.smoke else (args.batch, args.repeats)
     try:
-        row = measure(args.logdir, args.run, args.model, batch, repeats)
+        more = [] if args.smoke else [int(b) for b in args.more_batches.split(",") if b]
+        row = measure(args.logdir, args.run, args.model, batch, repeats, more_batches=more)
     except Exception as e:  # one JSON line either way, the caller records the failure
         row = {"run": args.run, "error": "%s: %s" % (type(e).__name__, str(e)[:500])}
     print(json.dumps(row))
