@@ -281,3 +281,16 @@ def test_real_tf1_savedmodel_half_plus_two(tmp_path):
     muls = [lb for lb in conv.layers if lb.tf_nodes[0] in ("Mul", "Mul_1")]
     assert len(muls) == 2 and muls[0].layer == muls[1].layer
     assert len(conv.model.trainable_weights) == 3
+
+
+def test_scalar_switch_input_takes_its_default():
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        scale = tf1.placeholder_with_default(2.0, [], name="scale")
+        tf.identity(x * scale, name="y")
+    conv = convert_graph(g.as_graph_def(), ["x", "scale"], ["y:0"], [])
+    assert [i.name for i in conv.model.inputs] == ["x"]
+    assert any("scale" in w for w in conv.report["warnings"])
+    feed = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(run_model(conv.model, [feed])[0], feed * 2.0)

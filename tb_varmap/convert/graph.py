@@ -39,6 +39,14 @@ class GraphView:
                 raise BadInput(f"input {i!r} is not a node of the graph "
                                "(expected a placeholder name)")
             self.input_nodes.append(n)
+        self.warnings = []
+        for n in list(self.input_nodes):
+            node = self.nodes[n]
+            if node.op == "PlaceholderWithDefault" and self.attr(node, "shape") == []:
+                # keep_prob / is_training switches: they take their default (inference)
+                self.input_nodes.remove(n)
+                self.warnings.append(f"input {n!r} is a scalar PlaceholderWithDefault; "
+                                     "its default value is used")
         self.outputs = [tensor_name(o) for o in outputs]
         for o in self.outputs:
             if node_of(o) not in self.nodes:
@@ -53,7 +61,6 @@ class GraphView:
         for b in variables:
             self._split_partitions(b)
         self._tfg = None
-        self.warnings = []
         self.claimed = set()
         self._used = None
         self._sess = None

@@ -4,3 +4,5 @@ from tb_varmap.convert.handlers import (  # noqa: F401
     activations, conv, dense, elementwise, embedding, identity, normalization, pooling,
     reductions,
     shape)
+# legacy families (dynamic_rnn LSTM/GRU, layer norm, partitioned embedding lookups)
+from tb_varmap.convert.handlers import rnn  # noqa: F401,E402
