@@ -10,6 +10,7 @@ from tb_varmap.errors import BadInput
 RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal",
               "TruncatedNormal", "RandomShuffle", "Multinomial",
               "StatelessRandomUniformV2", "StatelessRandomUniform"}
+VAR_OPS = {"VariableV2", "Variable", "VarHandleOp"}
 PASS_OPS = {"Identity", "Snapshot"}       # value-preserving, followed to find a variable
 
 
@@ -119,7 +120,7 @@ class GraphView:
     def _var_node(self, t):
         node = self.nodes.get(node_of(t))
         for _ in range(10):
-            if node is None or node.op in ("VariableV2", "Variable", "VarHandleOp"):
+            if node is None or node.op in VAR_OPS:
                 return node
             ins = self.inputs_of(node)
             if node.op not in PASS_OPS | {"ReadVariableOp"} or not ins:
@@ -271,7 +272,9 @@ class GraphView:
                         if use_map:
                             with tf.name_scope("tb_varmap_values"):
                                 for t, b in self.var_by_tensor.items():
-                                    if node_of(t) in self.nodes:
+                                    node = self.nodes.get(node_of(t))
+                                    # values replace reads; handles and refs stay
+                                    if node is not None and node.op not in VAR_OPS:
                                         imap[t] = tf.constant(b.value)
                         tf.graph_util.import_graph_def(self.graph_def, input_map=imap,
                                                        name="g")
