@@ -712,7 +712,8 @@ def _describe_inputs(feed, source, seed, inputs, extra):
     out = {"source": source, "tensors": []}
     if source == "random":
         out["seed"] = int(seed)
-    both = [(n, feed[n], False) for n in inputs] + [(n, v, True) for n, v in extra.items()]
+    given = list(inputs) + [n for n in feed if n not in inputs]     # .npz may add labels
+    both = [(n, feed[n], False) for n in given] + [(n, v, True) for n, v in extra.items()]
     for name, v, is_extra in both:
         v = np.asarray(v)
         t = {"name": name, "shape": list(v.shape), "dtype": str(v.dtype)}

@@ -184,6 +184,13 @@ def test_gradients_of_a_named_loss(tmp_path):
     g2 = {g["variable"]: g for g in lossy["gradients"]}
     assert all(g["status"] == "OK" for g in g2.values())
     assert set(g1) == set(g2)
+    rng = np.random.default_rng(5)
+    given = {"x": rng.standard_normal((3, 4)).astype(np.float32),
+             "labels": rng.standard_normal((3, 3)).astype(np.float32)}
+    fed = V.verify(gd, ["x"], ["out:0"], variables, conv, given, loss="loss")
+    assert fed["passed"] is True
+    assert [(t["name"], t["shape"], t.get("extra")) for t in fed["inputs"]["tensors"]] == \
+        [("x", [3, 4], None), ("labels", [3, 3], None)]
     # a wrong dense3 kernel shows in the loss-weighted gradients of dense2
     k, b = conv.model.get_layer("dense3").get_weights()
     conv.model.get_layer("dense3").set_weights([k + 0.1, b])
@@ -320,6 +327,7 @@ def test_npz_inputs_are_checked(tmp_path):
                                    r"shape \[\?, 4\]"),
         "rank": ({"x": x[0]}, r"key 'x': shape \[4\]"),
         "dtype": ({"x": x.astype(np.int32)}, r"key 'x': dtype int32 does not fit.*float32"),
+        "extra": ({"x": x, "dense1/kernel": x}, r"key 'dense1/kernel' names no placeholder"),
     }
     for name, (arrays, pattern) in cases.items():
         path = tmp_path / f"{name}.npz"
