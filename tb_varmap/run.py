@@ -131,8 +131,19 @@ class RunData:
         """Serialized GraphDef for the converter (TF's GraphDef.FromString reads it)."""
         return self.graph_def.SerializeToString() if self.graph_def is not None else None
 
-    def meta_graph_bytes(self):
-        return self.meta_graph_def.SerializeToString() if self.meta_graph_def is not None else None
+    def meta_graph_bytes(self, blank_version=True):
+        """Serialized MetaGraphDef (or None). `meta_info_def.tensorflow_version` is blanked by
+        default: TF 2.21's import_meta_graph rejects old ones such as "0.12.head"."""
+        meta = self.meta_graph_def
+        if meta is None:
+            return None
+        if blank_version and meta.meta_info_def.tensorflow_version:
+            copy = type(meta)()
+            copy.CopyFrom(meta)
+            copy.meta_info_def.tensorflow_version = ""
+            copy.meta_info_def.tensorflow_git_version = ""
+            meta = copy
+        return meta.SerializeToString()
 
     @_lazy
     def ir(self):

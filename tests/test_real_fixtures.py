@@ -94,3 +94,15 @@ def test_broken_files_give_clear_errors(real_fixtures):
     with pytest.raises(RunError, match="export.meta"):
         RunData(real_fixtures, "bad_half_plus_two").graph_def
     assert "bad_half_plus_two" in discover_runs(real_fixtures)  # listing still works
+
+
+def test_v1_meta_graph_imports_in_tf2(real_fixtures):
+    import tensorflow as tf
+
+    run = RunData(real_fixtures, "half_plus_two_v1_checkpoint")
+    meta = tf.compat.v1.MetaGraphDef.FromString(run.meta_graph_bytes())
+    assert meta.meta_info_def.tensorflow_version == ""
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.train.import_meta_graph(meta)
+        assert "a/read" in [op.name for op in g.get_operations()]
+    assert tf.compat.v1.GraphDef.FromString(run.graph_bytes()).node
