@@ -47,3 +47,16 @@ def send_json(client, method, route, body, status=200, headers=WRITE_HEADERS):
     text = response.get_data(as_text=True)
     assert response.status_code == status, (route, response.status_code, text[:500])
     return json.loads(text)
+
+
+def copy_runs(source, target, models, variants=("", "_resource")):
+    """Copies the named generated runs (each variant present) into a fresh logdir."""
+    import os
+    import shutil
+
+    os.makedirs(target, exist_ok=True)
+    for model in models:
+        for suffix in variants:
+            if os.path.isdir(os.path.join(source, model + suffix)):
+                shutil.copytree(os.path.join(source, model + suffix), os.path.join(target, model + suffix))
+    return str(target)

@@ -9,22 +9,14 @@ import sys
 import pytest
 
 from tb_varmap import cli
-from tb_varmap.demo.generate import generate
+from tb_app import copy_runs
 
 MODELS = ["dense_nobias", "conv_bias", "custom_sigmoid"]
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli_models")
-    generate(str(out), models=MODELS, variants=("ref", "resource"))
-    return out
-
-
 @pytest.fixture
-def logdir(generated, tmp_path):
-    shutil.copytree(generated, tmp_path / "logdir")
-    return str(tmp_path / "logdir")
+def logdir(tf1_models_dir, tmp_path):
+    return copy_runs(tf1_models_dir, tmp_path / "logdir", MODELS)
 
 
 def tb_varmap(*args):

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from tb_varmap import cli
-from tb_varmap.demo.generate import generate
+from tb_app import copy_runs
 
 SEEDS = ["dense_nobias", "conv_bias", "custom_sigmoid"]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tf1_models_dir, tmp_path_factory):
     """Each seed model (ref and resource variables) exported with --verify once."""
     logdir = tmp_path_factory.mktemp("e2e")
-    generate(str(logdir), models=SEEDS, variants=("ref", "resource"))
+    copy_runs(tf1_models_dir, logdir, SEEDS)
     reports = {}
     for run in sorted(os.listdir(logdir)):
         code = cli.main(["export", "--logdir", str(logdir), "--run", run, "--verify", "--json",

@@ -9,24 +9,25 @@ import threading
 
 import pytest
 
-from tb_app import get_json, make_client, send_json
+from tb_app import copy_runs, get_json, make_client, send_json
 
 from tb_varmap import export_run
-from tb_varmap.demo.generate import generate
 from tb_varmap.errors import VarMapError
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hardening_models")
-    generate(str(out), models=["conv_bias", "mlp_estimator_style", "dense_nobias"], variants=("ref",))
-    return out
+@pytest.fixture
+def generated(tf1_models_dir):
+    import pathlib
+
+    return pathlib.Path(tf1_models_dir)
 
 
 @pytest.fixture
-def logdir(generated, tmp_path):
-    shutil.copytree(generated, tmp_path / "logdir")
-    return tmp_path / "logdir"
+def logdir(tf1_models_dir, tmp_path):
+    import pathlib
+
+    return pathlib.Path(copy_runs(tf1_models_dir, tmp_path / "logdir",
+                                  ["conv_bias", "mlp_estimator_style", "dense_nobias"], variants=("",)))
 
 
 def only(pattern):

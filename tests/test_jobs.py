@@ -8,22 +8,13 @@ import time
 
 import pytest
 
-from tb_app import PREFIX, WRITE_HEADERS, get_json, make_client, send_json
+from tb_app import PREFIX, WRITE_HEADERS, copy_runs, get_json, make_client, send_json
 
-from tb_varmap.demo.generate import generate
-
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("job_models")
-    generate(str(out), models=["cnn_bn_adam", "custom_sigmoid"], variants=("ref",))
-    return out
 
 
 @pytest.fixture
-def logdir(generated, tmp_path):
-    shutil.copytree(generated, tmp_path / "logdir")
-    return str(tmp_path / "logdir")
+def logdir(tf1_models_dir, tmp_path):
+    return copy_runs(tf1_models_dir, tmp_path / "logdir", ["cnn_bn_adam", "custom_sigmoid"], variants=("",))
 
 
 def wait_for(client, job_id, states=("done", "failed"), timeout=300):

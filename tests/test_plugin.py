@@ -6,25 +6,20 @@ import shutil
 
 import pytest
 
-from tb_app import PREFIX, WRITE_HEADERS, get_json, make_client, send_json
+from tb_app import PREFIX, WRITE_HEADERS, copy_runs, get_json, make_client, send_json
 
-from tb_varmap.demo.generate import generate
 
 MODELS = ["dense_nobias", "conv_bias", "custom_sigmoid", "cnn_bn_adam", "mlp_estimator_style"]
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("plugin_models")
-    generate(str(out), models=MODELS, variants=("ref", "resource"))
-    return out
+@pytest.fixture
+def generated(tf1_models_dir):
+    return tf1_models_dir
 
 
 @pytest.fixture
-def logdir(generated, tmp_path):
-    target = tmp_path / "logdir"
-    shutil.copytree(generated, target)
-    return str(target)
+def logdir(tf1_models_dir, tmp_path):
+    return copy_runs(tf1_models_dir, tmp_path / "logdir", MODELS)
 
 
 @pytest.fixture
@@ -46,7 +41,7 @@ def test_runs_lists_source_runs_but_not_eval_or_output_folders(client, logdir):
 
 def test_logdir_itself_is_run_dot(generated, tmp_path):
     model_dir = tmp_path / "model_dir"
-    shutil.copytree(generated / "conv_bias", model_dir)
+    shutil.copytree(os.path.join(generated, "conv_bias"), model_dir)
     client, _ = make_client(str(model_dir))
     assert [row["run"] for row in get_json(client, "runs")["runs"]] == ["."]
     variables = get_json(client, "variables?run=.")["variables"]
