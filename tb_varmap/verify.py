@@ -70,25 +70,21 @@ def _nodes(gd):
     return {n.name: n for n in gd.node}
 
 
-def _consumers(gd):
+def _consumers_of(nodes):
+    """{node name: [(consumer NodeDef, input slot)]}, control inputs left out."""
     out = {}
-    for n in gd.node:
+    for n in nodes.values():
         for slot, inp in enumerate(n.input):
-            if inp.startswith("^"):
-                continue
-            out.setdefault(_node_name(inp), []).append((n, slot))
+            if not inp.startswith("^"):
+                out.setdefault(_node_name(inp), []).append((n, slot))
     return out
-
-
-def _np_dtype(dtype_enum):
-    import tensorflow as tf
-
-    return tf.dtypes.as_dtype(dtype_enum)
 
 
 def _placeholder_spec(node):
     """(tf dtype, shape list with None for unknown dims, or None for unknown rank)."""
-    dtype = _np_dtype(node.attr["dtype"].type)
+    import tensorflow as tf
+
+    dtype = tf.as_dtype(node.attr["dtype"].type)
     shape = None
     if "shape" in node.attr:
         s = node.attr["shape"].shape
@@ -115,7 +111,8 @@ def _find_placeholder(nodes, name, what="input"):
 
 def _id_tables(gd, name, variables):
     """Sizes of embedding tables indexed (through value-preserving ops) by placeholder `name`."""
-    nodes, cons = _nodes(gd), _consumers(gd)
+    nodes = _nodes(gd)
+    cons = _consumers_of(nodes)
     by_read = {}
     for v in variables:
         for t in v.read_tensors:
@@ -159,9 +156,9 @@ def make_inputs(graph_def, inputs, variables, seed, batch=2):
     """Seeded random feeds for placeholder names `inputs`: {name: ndarray}.
 
     Unknown batch dim -> `batch` (or the first dim that inputs of rank >= 2 fix, when
-    they agree),
-    other unknown dims -> UNKNOWN_DIM; floats ~ N(0, 1); ints that index an embedding table
-    lie in [0, rows), other ints (lengths, counts) in [1, UNKNOWN_DIM]; bools are False.
+    they agree), other unknown dims -> UNKNOWN_DIM; floats ~ N(0, 1); ints that index an
+    embedding table lie in [0, rows), other ints (lengths, counts) in [1, UNKNOWN_DIM];
+    bools are False.
     """
     gd = _tf_graph_def(graph_def)
     nodes = _nodes(gd)
@@ -519,15 +516,6 @@ def _mod_lookup(nodes, cons, tensors):
     return False
 
 
-def _consumers_of(nodes):
-    out = {}
-    for n in nodes.values():
-        for slot, inp in enumerate(n.input):
-            if not inp.startswith("^"):
-                out.setdefault(_node_name(inp), []).append((n, slot))
-    return out
-
-
 def _handles(nodes, v):
     """Resource handle tensors behind a binding: inputs of its ReadVariableOps, handle
     tensors it lists, or a VarHandleOp named like the variable."""
@@ -552,13 +540,15 @@ def _call_nodes(model, layers):
     """The Keras call (inbound node) each binding stands for: a layer bound k times (a
     shared layer, e.g. one weight used by several TF ops) maps its j-th binding to its
     j-th call in the model."""
+    by_depth = getattr(model, "_nodes_by_depth", None) or {}
+    mine = {id(n) for ns in by_depth.values() for n in ns}   # calls in *this* model
     seen, out = {}, []
     for lb in layers:
         j = seen.get(lb.layer, 0)
         seen[lb.layer] = j + 1
         try:
             nodes = [n for n in model.get_layer(lb.layer)._inbound_nodes
-                     if n.arguments.keras_tensors]
+                     if n.arguments.keras_tensors and (not mine or id(n) in mine)]
             out.append(nodes[j] if j < len(nodes) else None)
         except ValueError:
             out.append(None)
