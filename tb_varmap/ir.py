@@ -6,7 +6,9 @@ Heuristics (all plain loops, linear in the graph size):
   initialization, anything under a `gradients*`/`save*`/`init`/optimizer root scope or an
   `Initializer`/`AssignMovingAvg` scope; then every node that does not depend on a model
   input and whose consumers are all machinery (optimizer slots, learning rates, ...).
-- inputs: placeholders / iterator / queue outputs that reach the chosen outputs.
+- inputs: placeholders / iterator / queue outputs that reach the chosen outputs
+  (a PlaceholderWithDefault keeps its default and is not an input). Placeholders that
+  never meet a weight directly (labels, targets) start a loss branch.
 - outputs: sinks of the data-dependent, non-machinery part; sinks in a loss/metric branch are
   dropped; among the rest, prediction-like names (probs, predictions, output, logits, softmax)
   or ops (Softmax, Sigmoid, ArgMax) win. With no sink left, the model-side inputs of the
@@ -49,7 +51,7 @@ _MACHINERY_PREFIXES = ("Apply", "ResourceApply", "SparseApply", "ResourceSparseA
 _MACHINERY_ROOT = re.compile(
     r"^(gradients|save|init|init_all_tables|report_uninitialized_variables|summaries|"
     r"train|training|train_op|optimizer|Adam|AdamW|GradientDescent|Momentum|RMSProp|Adagrad|"
-    r"Adadelta|Ftrl|ProximalAdagrad|ExponentialMovingAverage|Merge|MergeSummary|"
+    r"Adadelta|Ftrl|ProximalAdagrad|ExponentialMovingAverage|"
     r"global_step|increment_global_step|group_deps)(_\d+)?$"
 )
 _MACHINERY_PART = frozenset({"Initializer", "AssignMovingAvg", "AssignMovingAvg_1", "initial_value"})
@@ -326,7 +328,9 @@ class GraphIR(Body):
             var_fed = self._variable_fed()
             chosen = [i for i in model_sinks if var_fed[i]] or model_sinks
         outputs = ["%s:0" % nodes[i].name for i in chosen]
-        inputs = [nodes[i].name for i in sorted(self._closure(chosen, ())) if nodes[i].op in INPUT_OPS]
+        # a PlaceholderWithDefault (keep_prob, is_training) keeps its default: not an input
+        inputs = [nodes[i].name for i in sorted(self._closure(chosen, ()))
+                  if nodes[i].op in INPUT_OPS and nodes[i].op != "PlaceholderWithDefault"]
         return inputs, outputs
 
     def _loss_region(self, live):

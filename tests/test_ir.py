@@ -75,7 +75,7 @@ def test_machinery_marks_training_parts(training_ir):
 def test_default_io_prefers_predictions_and_drops_labels(training_ir):
     inputs, outputs = training_ir.default_io()
     assert outputs == ["probs:0"]
-    assert "x" in inputs and "labels" not in inputs
+    assert inputs == ["x"]  # not the labels, not keep_prob (a PlaceholderWithDefault)
 
 
 def test_forward_set_between_inputs_and_outputs(training_ir):
