@@ -674,16 +674,17 @@ def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol,
 
 def _feed_extra_placeholders(orig, gd, feed, variables, seed):
     """Placeholders the subgraph needs that are not inputs: keep_prob-like scalars -> 1.0,
-    bools -> False, the rest random (recorded in orig.extra)."""
+    bools -> False, the rest random with the inputs' batch (recorded in orig.extra)."""
     rng = np.random.default_rng(seed + 1)
     orig.extra = {}
+    batch = next((np.shape(v)[0] for v in feed.values() if np.ndim(v) >= 1), 2)
     for name, node in orig.nodes.items():
         if node.op not in ("Placeholder", "PlaceholderV2") or name in feed:
             continue
         dtype, shape = _placeholder_spec(node)
         if shape is None:
             continue  # left unfed: a fetch that needs it fails with TF's own message
-        shape = [2 if d is None and i == 0 else (UNKNOWN_DIM if d is None else d)
+        shape = [batch if d is None and i == 0 else (UNKNOWN_DIM if d is None else d)
                  for i, d in enumerate(shape)]
         if dtype.is_floating and not shape:
             value = np.asarray(1.0, dtype=dtype.as_numpy_dtype)

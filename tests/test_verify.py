@@ -191,6 +191,10 @@ def test_gradients_of_a_named_loss(tmp_path):
     assert fed["passed"] is True
     assert [(t["name"], t["shape"], t.get("extra")) for t in fed["inputs"]["tensors"]] == \
         [("x", [3, 4], None), ("labels", [3, 3], None)]
+    only_x = V.verify(gd, ["x"], ["out:0"], variables, conv, {"x": given["x"]}, loss="loss")
+    assert only_x["passed"] is True                     # random labels take x's batch of 3
+    assert only_x["inputs"]["tensors"][1] == {**only_x["inputs"]["tensors"][1],
+                                              "name": "labels", "shape": [3, 3], "extra": True}
     # a wrong dense3 kernel shows in the loss-weighted gradients of dense2
     k, b = conv.model.get_layer("dense3").get_weights()
     conv.model.get_layer("dense3").set_weights([k + 0.1, b])
