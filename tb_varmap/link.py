@@ -81,18 +81,22 @@ def _variable_behind(ir, index, depth=0):
 
 
 def parse_slice(spec):
-    """'10 4 0,5:0,4' → (full shape [10, 4], [(start, length) or None per axis])."""
+    """'10 4 0,5:0,4' → (full shape [10, 4], [(start, length) or None per axis]);
+    (None, None) for an empty or malformed spec."""
     parts = spec.split()
-    if not parts:
+    if len(parts) < 2:
         return None, None
-    dims = [int(p) for p in parts[:-1]]
-    ranges = []
-    for piece in parts[-1].split(":"):
-        if piece == "-":
-            ranges.append(None)
-        else:
-            start, length = piece.split(",")
-            ranges.append((int(start), int(length)))
+    try:
+        dims = [int(p) for p in parts[:-1]]
+        ranges = []
+        for piece in parts[-1].split(":"):
+            if piece == "-":
+                ranges.append(None)
+            else:
+                start, length = piece.split(",")
+                ranges.append((int(start), int(length)))
+    except ValueError:
+        return None, None
     return dims, ranges
 
 
@@ -345,7 +349,7 @@ def join_partitions(info, values):
     full = values[0] if len(values) == 1 else np.concatenate(values, axis=axis)
     if info.partition_strategy == "mod" and len(info.nodes) > 1 and axis == 0:
         sizes = info.partition_sizes
-        if not sizes or any(s is None for s in sizes):
+        if not sizes or any(s is None for s in sizes) or sum(sizes) != full.shape[0]:
             return full
         count, offsets = len(sizes), np.cumsum([0] + list(sizes[:-1]))
         ids = np.arange(full.shape[0])

@@ -255,3 +255,18 @@ def test_iterator_input_pipeline(tmp_path):
     inputs, outputs = run.default_io()
     assert outputs == ["probs:0"]
     assert [run.ir.nodes[n].op for n in inputs] == ["IteratorGetNext"]
+
+
+def test_slice_specs_and_mod_join():
+    from tb_varmap.link import VariableInfo, join_partitions, parse_slice
+
+    assert parse_slice("10 4 4,3:-") == ([10, 4], [(4, 3), None])
+    assert parse_slice("garbage spec") == (None, None)
+    parts = [np.array([[0], [3], [6], [9]]), np.array([[1], [4], [7]]), np.array([[2], [5], [8]])]
+    info = VariableInfo(name="e", node="e/part_0", nodes=["e/part_0", "e/part_1", "e/part_2"],
+                        checkpoint_keys=["e"], shape=[10, 1], dtype="float32", kind="weight",
+                        trainable=True, read_tensors=[], in_graph=True, in_checkpoint=True,
+                        partition_axis=0, partition_sizes=[4, 3, 3], partition_strategy="mod")
+    np.testing.assert_array_equal(join_partitions(info, [np.concatenate(parts)])[:, 0], np.arange(10))
+    info.partition_strategy = "div"
+    np.testing.assert_array_equal(join_partitions(info, parts), np.concatenate(parts))
