@@ -303,8 +303,12 @@ def test_dropout_becomes_inference_dropout():
     with g.as_default():
         x = ph([8])
         h = tf.nn.relu(x, name="h")
-        d = tf1.nn.dropout(h, keep_prob=0.75)
-        y = tf.identity(d * 1.0, name="y")
+        d = tf1.nn.dropout(h, keep_prob=0.75)                     # TF >= 1.13 form
+        with tf.name_scope("dropout_1"):                            # TF1 classic form
+            keep = tf1.placeholder_with_default(1.0, [], name="keep_prob")
+            mask = tf.floor(keep + tf.random.uniform(tf.shape(d)))
+            d2 = tf.math.divide(d, keep) * mask
+        tf.identity(d2, name="y")
         sess = tf1.Session(graph=g)
         feed = np.random.RandomState(1).randn(4, 8).astype(np.float32)
         ref = sess.run(h, {x: feed})           # dropout off = the tensor before it
@@ -312,8 +316,9 @@ def test_dropout_becomes_inference_dropout():
     (got,) = run_model(conv.model, [feed])
     assert np.array_equal(got, ref)
     drop = [lb for lb in conv.layers if lb.keras_class == "Dropout"]
-    assert len(drop) == 1 and drop[0].tf_inputs == ["h:0"]
+    assert [lb.tf_inputs for lb in drop] == [["h:0"], [drop[0].tf_outputs[0]]]
     assert abs(conv.model.get_layer(drop[0].layer).rate - 0.25) < 1e-6
+    assert conv.model.get_layer(drop[1].layer).rate == 0.0      # keep_prob is fed
     assert conv.report["unsupported"]["nodes"] == []
 
 

@@ -294,3 +294,26 @@ def test_scalar_switch_input_takes_its_default():
     assert any("scale" in w for w in conv.report["warnings"])
     feed = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(run_model(conv.model, [feed])[0], feed * 2.0)
+
+
+def test_fresh_process_loads_after_import_tb_varmap(tmp_path):
+    """What users do: a new Python, `import tb_varmap`, load_model with safe_mode."""
+    import subprocess
+    import sys
+
+    g, sess, (x, y) = build(seed_graph)
+    conv = convert_graph(g.as_graph_def(), ["x"], ["gate/probs:0"],
+                         bindings_from_graph(g, sess))
+    feed = np.random.RandomState(4).randn(3, 4).astype(np.float32)
+    np.save(tmp_path / "feed.npy", feed)
+    np.save(tmp_path / "want.npy", run_model(conv.model, [feed])[0])
+    conv.model.save(tmp_path / "m.keras")
+    code = ("import sys, numpy as np, tb_varmap, keras\n"
+            "m = keras.saving.load_model(sys.argv[1] + '/m.keras', safe_mode=True)\n"
+            "got = np.asarray(m([np.load(sys.argv[1] + '/feed.npy')]))\n"
+            "assert got.tobytes() == np.load(sys.argv[1] + '/want.npy').tobytes()\n"
+            "print(sorted(type(l).__name__ for l in m.layers))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "VarMapOp" in out.stdout

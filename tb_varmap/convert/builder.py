@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from tb_varmap.convert.bindings import Conversion, LayerBinding
-from tb_varmap.convert.graph import GraphView, node_of, scope_of
+from tb_varmap.convert.graph import GraphView
 from tb_varmap.convert.registry import HANDLERS, Emit, load_handlers, patterns_for
 from tb_varmap.errors import BadInput
 
