@@ -257,6 +257,16 @@ def _num(x):
     return x
 
 
+def _brief(error, limit=400):
+    """'Type: first meaningful line' of an exception, cut to `limit` characters (TF errors
+    carry whole stack traces)."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    if len(lines) > 1 and lines[0].endswith(":"):   # "Graph execution error:" + the cause
+        text += " " + lines[1]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def failed(reason):
     return {"max_abs": None, "max_rel": None, "mean_abs": None, "status": FAILED,
             "reason": reason}
@@ -345,7 +355,7 @@ class _Original:
                 tf.compat.v1.import_graph_def(sub, input_map=input_map, name="orig")
             except Exception as e:  # noqa: BLE001
                 raise BadInput(f"graph_def: TensorFlow cannot import the inference subgraph "
-                               f"({type(e).__name__}: {e})") from None
+                               f"({_brief(e)})") from None
         self.feed = self._feeds(feed)
         self.session = tf.compat.v1.Session(graph=self.graph)
 
@@ -720,7 +730,7 @@ def _describe_inputs(feed, source, seed, inputs, extra):
 def _missing(values, names):
     for n in names:
         if isinstance(values.get(n), Exception):
-            return f"original tensor '{n}' could not be computed: {values[n]}"
+            return f"original tensor '{n}' could not be computed: {_brief(values[n])}"
     return None
 
 
@@ -739,7 +749,7 @@ def _isolated(model, lb, node, values, atol, rtol):
         got = _flat_np(_keras_layer_call(layer, node, [values[t] for t in ins]))
     except Exception as e:  # noqa: BLE001
         row["isolated"] = failed(f"Keras layer '{lb.layer}' could not run: "
-                                 f"{type(e).__name__}: {e}")
+                                 f"{_brief(e)}")
         return row
     row["isolated"] = _compare_all(got, [values[t] for t in outs], outs, atol, rtol)
     return row
@@ -775,7 +785,7 @@ def _cumulative(model, layers, nodes, rows, values, x, atol, rtol):
         probe = keras.Model(model.input, list(model.outputs) + flat)
         got = _flat_np(probe(_structured(probe, x), training=False))
     except Exception as e:  # noqa: BLE001
-        reason = f"the Keras model could not run end to end: {type(e).__name__}: {e}"
+        reason = f"the Keras model could not run end to end: {_brief(e)}"
         for row in rows:
             row["cumulative"] = failed(reason)
         try:
@@ -801,9 +811,9 @@ def _outputs(outputs, values, keras_outs, atol, rtol):
         row = {"name": name}
         orig = values.get(name)
         if isinstance(keras_outs, Exception):
-            row.update(failed(f"the Keras model could not run: {keras_outs}"))
+            row.update(failed(f"the Keras model could not run: {_brief(keras_outs)}"))
         elif isinstance(orig, Exception):
-            row.update(failed(f"original tensor '{name}' could not be computed: {orig}"))
+            row.update(failed(f"original tensor '{name}' could not be computed: {_brief(orig)}"))
         elif i >= len(keras_outs):
             row.update(failed(f"the Keras model has {len(keras_outs)} outputs, "
                               f"expected {len(outputs)}"))
@@ -919,7 +929,7 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
         kgrads = tape.gradient(total, [weights[p] for p in train])
     except Exception as e:  # noqa: BLE001
         for i, v, _ in want:
-            rows[i].update(failed(f"Keras gradient failed: {type(e).__name__}: {e}"))
+            rows[i].update(failed(f"Keras gradient failed: {_brief(e)}"))
         return rows
     kg = {p: (np.zeros(weights[p].shape, np.float32) if g is None
               else tf.convert_to_tensor(g).numpy())
@@ -997,8 +1007,7 @@ def _grad_reason(orig, what, error):
         hint = (f" (the graph has a TF1 control-flow loop, frame '{frame}'; tf.gradients "
                 "cannot differentiate an imported v1 loop)")
     what = f" of {what}" if what else ""
-    return (f"original gradient{what} failed: {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}{hint}")
+    return f"original gradient{what} failed: {_brief(error)}{hint}"
 
 
 def _to_variable_layout(v, paths, weights, kg):
