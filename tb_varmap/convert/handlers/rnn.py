@@ -114,7 +114,10 @@ def dynamic_rnn(gv, node):
     x, in_arg = _input_sequence(gv, body, ins)
     if x is None:
         return None
-    cells = _cells(gv, body, ins, in_arg, node)
+    try:
+        cells = _cells(gv, body, ins, in_arg, node)
+    except Unsupported as e:
+        raise Unsupported(f"{e}{_unexpected(body, ins, gv)}") from None
     if not cells:
         return None
     _check_ops(body, cells, node)
@@ -371,6 +374,18 @@ def _gru_h_new(body, split, node):
         for a in body.users((m.name, 0), ("Add", "AddV2")):
             return (a.name, 0)
     raise Unsupported(f"While {node.name!r}: no u * h + (1 - u) * c in the GRU cell")
+
+
+def _unexpected(body, ins, gv):
+    """Hint naming what makes the body more than a plain cell (peepholes, clip, ...)."""
+    known = set(SCAFFOLD) | {op for c in CELL_OPS.values() for op in c} | {"AddV2"}
+    odd = sorted({n.op for n in body.nodes.values() if n.op not in known})
+    n_vars = sum(1 for t in ins if gv.var(t) is not None)
+    hints = sorted({HINTS[op] for op in odd if op in HINTS})
+    return (f" (body ops beyond LSTM/GRU cells: {odd or 'none'}"
+            + (f", i.e. {', '.join(hints)}" if hints else "")
+            + f"; {n_vars} variables enter the loop: peephole or projection weights need "
+              "a custom cell)")
 
 
 def _check_ops(body, cells, node):
