@@ -267,10 +267,10 @@ class GraphIR(Body):
         stack = [i for i in range(len(nodes)) if mach[i]]
         while stack:
             i = stack.pop()
-            for src in set(producers[i]):
+            for src in producers[i]:  # one decrement per edge (each node is popped once)
                 if mach[src]:
                     continue
-                pending[src] -= sum(1 for j in producers[i] if j == src)
+                pending[src] -= 1
                 if pending[src] <= 0 and not dep[src]:
                     mach[src] = True
                     stack.append(src)
@@ -540,6 +540,7 @@ _VIEW_ATTRS = ("dtype", "T", "shape", "strides", "padding", "data_format", "tran
                "transpose_b", "adj_x", "adj_y", "dilations", "ksize", "epsilon", "axis",
                "num_split", "N", "is_training", "value", "keep_dims", "forget_bias",
                "out_type", "DstT", "SrcT", "Tidx", "squeeze_dims", "f", "body", "cond")
+_VIEW_SET = frozenset(_VIEW_ATTRS)
 _DTYPES = None
 
 
@@ -598,10 +599,9 @@ def _safe(value):
 def viewer_attrs(attr):
     """The JSON-safe attrs a viewer needs."""
     out = {}
-    for key in _VIEW_ATTRS:
-        if key not in attr:
+    for key, value in attr.items():  # a node has few attrs: walk them, not the wanted list
+        if key not in _VIEW_SET:
             continue
-        value = attr[key]
         kind = value.WhichOneof("value")
         if kind == "type":
             out[key] = _dtype_name(value.type)
