@@ -69,13 +69,18 @@ def resolve_step(run_data, step):
     return step
 
 
-def graph_json(run_data):
-    return run_data.graph_json()
+def model_io(run_data):
+    """(inputs, outputs) chosen in the run's tags, each None where the defaults apply."""
+    try:
+        stored = tags_mod.load_tags(run_data.run_dir)
+    except BadInput:  # a broken tag file must not hide the graph
+        return None, None
+    return stored["inputs"], stored["outputs"]
 
 
-def encode_graph(run_data):
+def encode_graph(run_data, inputs=None, outputs=None):
     """The /graph response body, gzipped once (it is served many times)."""
-    graph = graph_json(run_data)
+    graph = run_data.graph_json(inputs, outputs)
     try:
         text = json.dumps(graph, separators=(",", ":"), allow_nan=False)
     except ValueError:  # inf/nan attribute values: spelled as strings, as TensorBoard does
@@ -132,12 +137,14 @@ class RunCache:
             raise NotFound("run %r has no graph (no graph event, graph.pbtxt, graph.pb or .meta)" % run)
         with self._lock:
             lock = self._payload_locks.setdefault(run, threading.Lock())
+        inputs, outputs = model_io(data)
+        io = (tuple(inputs or ()), tuple(outputs or ()))
         with lock:  # concurrent first requests build it once
             cached = self._payloads.get(run)
-            if cached is None or cached[0] is not data:
-                cached = (data, encode_graph(data))
+            if cached is None or cached[0] is not data or cached[1] != io:
+                cached = (data, io, encode_graph(data, inputs, outputs))
                 self._payloads[run] = cached
-        return cached[1]
+        return cached[2]
 
     def describe(self, run):
         directory = run_dir(self._logdir, run)

@@ -149,3 +149,14 @@ def test_plugin_is_listed_active(client):
     assert listing["varmap"]["enabled"] is True
     assert listing["varmap"]["loading_mechanism"]["module_path"].endswith("/data/plugin/varmap/index.js")
     assert listing["varmap"]["tab_name"] == "VarMap"
+
+
+def test_graph_forward_set_follows_the_tagged_outputs(client):
+    default = get_json(client, "graph?run=cnn_bn_adam")
+    assert default["outputs"] == ["probs:0"]
+    forward = lambda graph: {n["name"] for n in graph["nodes"] if n["forward"]}
+    send_json(client, "PUT", "tags?run=cnn_bn_adam", {"base_revision": 0, "outputs": ["model/pool1:0"]})
+    narrowed = get_json(client, "graph?run=cnn_bn_adam")
+    assert narrowed["outputs"] == ["model/pool1:0"]
+    assert forward(narrowed) < forward(default)
+    assert "model/logits/MatMul" in forward(default) - forward(narrowed)
