@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -562,3 +563,38 @@ def test_shared_layer_bindings_map_to_their_calls(tmp_path):
     assert last["isolated"]["status"] == last["cumulative"]["status"] == "FAILED"
     assert "no call of layer 'act'" in last["cumulative"]["reason"]
     assert report["layers"][2]["cumulative"]["status"] == "OK"
+
+
+# ---------------------------------------------------------------- real TF1-era artifacts
+
+def test_real_charrnn_and_ctc_inputs(real_fixtures):
+    from tb_varmap.run import RunData
+
+    rd = RunData(os.path.join(real_fixtures, "charrnn_lstm_tf012"), ".")
+    variables = [VariableBinding(i.name, i.read_tensors, "", i.trainable, np.zeros(i.shape))
+                 for i in rd.variables() if i.kind == "weight" and i.shape]
+    ins, _ = rd.default_io()
+    ids = V.make_inputs(rd.graph_def, ins, variables, seed=0)[ins[0]]
+    assert ids.dtype == np.int32 and ids.shape == (5, 50)      # placeholder [5, 50]
+    assert ids.min() >= 0 and ids.max() < 67                    # rnnlm/embedding [67, 128]
+
+    rd = RunData(os.path.join(real_fixtures, "ctc_conv_lstm_tf11"), ".")
+    feed = V.make_inputs(rd.graph_def, ["Placeholder", "Placeholder_4"], [], seed=0)
+    # TF 1.1 wrote `shape {}` (unknown): the recorded output shapes are used
+    assert feed["Placeholder"].shape == (1, 64, V.UNKNOWN_DIM, 1)
+    assert feed["Placeholder_4"].shape == (1,)                  # batch fixed by the images
+    assert 1 <= feed["Placeholder_4"][0] <= V.UNKNOWN_DIM
+
+
+@pytest.mark.slow
+def test_real_charrnn_export_verifies_and_logs(real_fixtures):
+    """The real TF 0.12 char-RNN through the whole export: verified and logged (~2 min)."""
+    import tb_varmap
+    from tb_varmap import summaries as S
+
+    logdir = os.path.join(real_fixtures, "charrnn_lstm_tf012")
+    _, report = tb_varmap.export(logdir, ".", verify=True)
+    ver = report["verification"]
+    assert ver["passed"] is True, ver["worst"]
+    assert len(ver["gradients"]) == 7 and all(g["status"] == "OK" for g in ver["gradients"])
+    assert S.read_report(logdir)["verification"]["passed"] is True
