@@ -219,6 +219,13 @@ def shape_ops():
                                             "Concatenate": 1, "VarMapOp": 1}
 
 
+@case("Concat")
+def concat_v1():
+    x = ph([3])
+    y = tf.raw_ops.Concat(concat_dim=1, values=[tf.nn.relu(x), tf.tanh(x)], name="cat")
+    return [x], [y], {"Concatenate": 1}
+
+
 @case("Pad", "PadV2", "MirrorPad")
 def padding():
     x = ph([4, 4, 2])

@@ -70,12 +70,15 @@ def transpose(gv, node):
     return op_emit(gv, node)
 
 
-@register("ConcatV2")
+@register("ConcatV2", "Concat")
 def concat(gv, node):
     import keras
 
     ins = gv.inputs_of(node)
-    values, axis_t = ins[:-1], ins[-1]
+    if node.op == "Concat":                 # pre-1.0 op: the axis comes first
+        values, axis_t = ins[1:], ins[0]
+    else:
+        values, axis_t = ins[:-1], ins[-1]
     if not gv.is_live(axis_t) and all(gv.is_live(t) for t in values) and len(values) > 1:
         axis = int(gv.static(axis_t).reshape(()))
         rank = len(gv.shape(values[0]) or [])
