@@ -28,15 +28,19 @@ def _median_time(fn, repeats, warmup=3):
     return float(np.median(times)), times
 
 
-def frozen_session(graph_def, outputs, bindings):
-    """(session, output tensors, input tensor lookup): the subgraph with constants for reads."""
+def frozen_graph(graph_def, outputs, bindings):
+    """The inference subgraph with every bound variable read replaced by a Const of its
+    checkpoint value (a frozen graph, node names kept); a tf.compat.v1 GraphDef."""
     import tensorflow as tf
 
     gd = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
-    sub = tf.compat.v1.graph_util.extract_sub_graph(gd, sorted({o.split(":")[0] for o in outputs}))
+    out_nodes = sorted({o.split(":")[0] for o in outputs})
+    sub = tf.compat.v1.graph_util.extract_sub_graph(gd, out_nodes)
     names = {n.name for n in sub.node}
     for n in sub.node:
         n.device = ""
+        if "_class" in n.attr:
+            del n.attr["_class"]
     graph = tf.Graph()
     with graph.as_default():
         input_map = {}
@@ -45,7 +49,17 @@ def frozen_session(graph_def, outputs, bindings):
                 t = t if ":" in t else t + ":0"
                 if t.split(":")[0] in names and not b.value.dtype == object:
                     input_map[t] = tf.constant(b.value, name="frozen/" + b.name.replace(":", "_"))
-        tf.compat.v1.import_graph_def(sub, input_map=input_map, name="orig")
+        tf.compat.v1.import_graph_def(sub, input_map=input_map, name="")
+    return tf.compat.v1.graph_util.extract_sub_graph(graph.as_graph_def(), out_nodes)
+
+
+def frozen_session(graph_def, outputs, bindings):
+    """(session, output tensors, input tensor lookup) over frozen_graph()."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(frozen_graph(graph_def, outputs, bindings), name="orig")
     session = tf.compat.v1.Session(graph=graph)
     fetch = [graph.get_tensor_by_name("orig/" + o) for o in outputs]
     return session, fetch, lambda name: graph.get_tensor_by_name("orig/" + name.split(":")[0] + ":0")
