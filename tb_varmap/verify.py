@@ -1011,25 +1011,64 @@ def _grad_reason(orig, what, error):
 
 
 def _to_variable_layout(v, paths, weights, kg):
-    """Keras gradient(s) in the TF variable's layout: same shape, or an element
-    permutation recovered from the (unique) weight values; else (None, reason)."""
+    """Keras gradient(s) in the TF variable's layout, or (None, reason).
+
+    Same shape and same values: as is. Otherwise the converter re-laid the value out
+    (split, reordered, transposed, e.g. LSTM gates; maybe with a constant folded in, e.g.
+    forget_bias): each Keras element is traced back to the variable element holding its
+    value, and its gradient put there. A same-shape weight that cannot be traced back is
+    compared as is."""
     value = np.asarray(v.value)
-    if len(paths) == 1 and tuple(weights[paths[0]].shape) == value.shape:
+    kw = [np.asarray(weights[p].numpy()) for p in paths]
+    same_shape = len(paths) == 1 and kw[0].shape == value.shape
+    if same_shape and np.array_equal(kw[0], value):
         return kg[paths[0]], None
-    kvals = np.concatenate([np.asarray(weights[p].numpy()).reshape(-1) for p in paths])
+    kvals = np.concatenate([w.reshape(-1) for w in kw]).astype(np.float64)
     kgrad = np.concatenate([kg[p].reshape(-1) for p in paths])
-    flat = value.reshape(-1)
-    if kvals.size == flat.size and np.unique(flat).size == flat.size:
-        order = np.argsort(flat)
-        pos = np.searchsorted(flat[order], kvals)
-        pos = np.clip(pos, 0, flat.size - 1)
-        src = order[pos]
-        if np.array_equal(flat[src], kvals) and np.unique(src).size == flat.size:
-            out = np.empty_like(kgrad)
-            out[src] = kgrad
-            return out.reshape(value.shape), None
+    src = _trace_values(kvals, value.reshape(-1).astype(np.float64))
+    if src is not None:
+        out = np.zeros(value.size, dtype=kgrad.dtype)
+        out[src] = kgrad
+        return out.reshape(value.shape), None
+    if same_shape:
+        return kg[paths[0]], None
     return None, (f"Keras weights {paths} do not hold the variable's values in a layout "
                   f"verify can map back (shape {list(value.shape)}); gradient not compared")
+
+
+MAX_OFFSET_SEARCH = 4096   # variable size up to which a folded-in constant is searched
+
+
+def _trace_values(kvals, flat):
+    """Index into `flat` of each value in `kvals` (a permutation), allowing one constant
+    added to some of them; None when that does not explain the values."""
+    if kvals.size != flat.size or np.unique(flat).size != flat.size:
+        return None
+    order = np.argsort(flat)
+    ordered = flat[order]
+
+    def find(vals):
+        pos = np.clip(np.searchsorted(ordered, vals), 1, ordered.size - 1)
+        left, right = ordered[pos - 1], ordered[pos]
+        pick = np.where(np.abs(vals - left) <= np.abs(vals - right), pos - 1, pos)
+        tol = 4 * np.finfo(np.float32).eps * np.maximum(1.0, np.abs(vals))
+        return order[pick], np.abs(ordered[pick] - vals) <= tol
+
+    if flat.size == 1:
+        return np.zeros(1, dtype=np.int64) if kvals.size == 1 else None
+    src, hit = find(kvals)
+    if not hit.all():
+        miss = ~hit
+        if flat.size > MAX_OFFSET_SEARCH:
+            return None
+        for c in kvals[miss][0] - flat:          # the constant that explains the first miss
+            s2, h2 = find(kvals[miss] - c)
+            if h2.all():
+                src[miss] = s2
+                break
+        else:
+            return None
+    return src if np.unique(src).size == flat.size else None
 
 
 def _worst(rows, n=WORST):

@@ -598,3 +598,48 @@ def test_real_charrnn_export_verifies_and_logs(real_fixtures):
     assert ver["passed"] is True, ver["worst"]
     assert len(ver["gradients"]) == 7 and all(g["status"] == "OK" for g in ver["gradients"])
     assert S.read_report(logdir)["verification"]["passed"] is True
+
+
+def test_gradients_through_a_re_laid_out_weight(tmp_path):
+    """A Keras weight stored transposed, and a bias with a constant folded in (as for LSTM
+    gates and forget_bias): gradients are traced back to the variable's layout."""
+    def build():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("odd/kernel", [4, 3])
+        b = tf.compat.v1.get_variable(
+            "odd/bias", [3], initializer=tf.compat.v1.random_normal_initializer())
+        tf.nn.bias_add(tf.matmul(x, w), b + 1.0, name="y")
+
+    gd, values = _save_tf1(tmp_path, build)
+
+    class Odd(keras.layers.Layer):
+        def build(self, shape):
+            self.k = self.add_weight(shape=(3, 4), name="kernel_t")
+            self.b = self.add_weight(shape=(3,), name="bias_plus_2")
+
+        def call(self, x):
+            return keras.ops.matmul(x, keras.ops.transpose(self.k)) + self.b - 1.0
+
+    x = keras.Input((4,), name="x")
+    odd = Odd(name="odd")
+    model = keras.Model(x, odd(x))
+    odd.set_weights([values["odd/kernel"].T, values["odd/bias"] + 2.0])
+    variables = [VariableBinding(k, [k + "/read:0"], "custom.param", True, values[k])
+                 for k in ("odd/kernel", "odd/bias")]
+    lb = LayerBinding("odd", "Odd", [], ["x:0"], ["y:0"],
+                      [{"variable": "odd/kernel", "role": "custom.param",
+                        "weight": "odd/kernel_t"},
+                       {"variable": "odd/bias", "role": "custom.param",
+                        "weight": "odd/bias_plus_2"}], False)
+    report = V.verify(gd, ["x"], ["y:0"], variables, Conversion(model, [lb], {}))
+    assert report["passed"] is True, report
+    assert [g["status"] for g in report["gradients"]] == ["OK", "OK"]
+    # the trace-back maps values, not positions: a wrong gradient still shows
+    for i, j in [(0, 1)]:
+        k = values["odd/kernel"].T.copy()
+        k[:, [i, j]] = k[:, [j, i]]                 # two input columns swapped
+        odd.set_weights([k, values["odd/bias"] + 2.0])
+        report = V.verify(gd, ["x"], ["y:0"], variables, Conversion(model, [lb], {}))
+        grads = {g["variable"]: g["status"] for g in report["gradients"]}
+        assert report["layers"][0]["isolated"]["status"] == "INACCURATE"
+        assert grads["odd/kernel"] == "INACCURATE"
