@@ -1,0 +1,127 @@
+"""Legacy families through roles → convert → verify, on model_dirs TF itself writes
+(tb_varmap.demo.families): dynamic_rnn LSTM / GRU / stacked (While v2), peephole refusal,
+slim layer_norm."""
+import numpy as np
+import pytest
+
+from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
+from tb_varmap.errors import BadInput
+
+MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm"]
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("families")
+    generate_families(str(out), MODELS, ["ref"])
+    generate_families(str(out), ["fam_lstm"], ["resource"])
+    return str(out)
+
+
+def _convert(logdir, run, outputs):
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+
+    rd = RunData(logdir, run)
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    conv = convert_graph(rd.graph_def, ["x"], outputs, bindings)
+    return rd, bindings, conv
+
+
+def _outputs_ok(rd, bindings, conv, run, outputs, atol=1e-5):
+    from tb_varmap.verify import verify
+
+    rep = verify(rd.graph_def, ["x"], outputs, bindings, conv,
+                 feed=sample_feed(run.replace("_resource", ""), batch=3))
+    for o in rep["outputs"]:
+        assert o["status"] == "OK" and o["max_abs"] < atol, o
+    return rep
+
+
+def _layer(conv, cls):
+    found = [lb for lb in conv.layers if lb.keras_class == cls]
+    assert len(found) == 1, [lb.keras_class for lb in conv.layers]
+    return conv.model.get_layer(found[0].layer), found[0]
+
+
+def _lstm_keras(w, b, fb):
+    """DESIGN.md: i, j, f, o → i, f, c, o; forget_bias folded into the f bias."""
+    u = w.shape[1] // 4
+    n_in = w.shape[0] - u
+
+    def r(m):
+        return np.concatenate([m[..., :u], m[..., 2 * u:3 * u], m[..., u:2 * u],
+                               m[..., 3 * u:]], axis=-1)
+    bias = r(b).copy()
+    bias[u:2 * u] += np.float32(fb)
+    return r(w[:n_in]), r(w[n_in:]), bias
+
+
+@pytest.mark.parametrize("run", ["fam_lstm", "fam_lstm_resource"])
+def test_lstm_dynamic_rnn_becomes_keras_lstm(logdir, run):
+    from tb_varmap.run import RunData
+
+    roles = RunData(logdir, run).roles()
+    assert roles["rnn/lstm_cell/kernel"].role == "lstm.kernel"
+    assert roles["rnn/lstm_cell/bias"].role == "lstm.bias"
+    outputs = ["seq:0", "y:0"]
+    rd, bindings, conv = _convert(logdir, run, outputs)
+    layer, lb = _layer(conv, "LSTM")
+    assert lb.standard and "rnn/while" in lb.tf_nodes
+    assert not conv.report["unsupported"]["nodes"]
+    w = rd.read_variable("rnn/lstm_cell/kernel")
+    b = rd.read_variable("rnn/lstm_cell/bias")
+    for got, want in zip(layer.weights, _lstm_keras(w, b, FORGET_BIAS)):
+        np.testing.assert_array_equal(np.asarray(got.numpy()), want)
+    assert all(v.trainable for v in layer.weights)
+    rep = _outputs_ok(rd, bindings, conv, run, outputs)
+    row = [r for r in rep["layers"] if r["layer"] == lb.layer][0]
+    assert row["isolated"]["status"] == "OK", row
+
+
+def test_gru_dynamic_rnn_becomes_gru_reset_before(logdir):
+    outputs = ["seq:0", "y:0"]
+    rd, bindings, conv = _convert(logdir, "fam_gru", outputs)
+    layer, lb = _layer(conv, "GRU")
+    assert layer.get_config()["reset_after"] is False
+    g = rd.read_variable("rnn/gru_cell/gates/kernel")
+    c = rd.read_variable("rnn/gru_cell/candidate/kernel")
+    u, n_in = c.shape[1], c.shape[0] - c.shape[1]
+    want = np.concatenate([g[:n_in, u:], g[:n_in, :u], c[:n_in]], axis=1)
+    np.testing.assert_array_equal(layer.weights[0].numpy(), want)
+    _outputs_ok(rd, bindings, conv, "fam_gru", outputs)
+
+
+def test_stacked_cells_become_one_stacked_rnn(logdir):
+    outputs = ["seq:0", "y:0"]
+    rd, bindings, conv = _convert(logdir, "fam_lstm_stacked", outputs)
+    layer, lb = _layer(conv, "RNN")
+    assert [type(c).__name__ for c in layer.cell.cells] == ["LSTMCell", "LSTMCell"]
+    assert [c.units for c in layer.cell.cells] == [8, 6]
+    _outputs_ok(rd, bindings, conv, "fam_lstm_stacked", outputs)
+
+
+def test_peephole_cell_is_refused_with_reason(logdir):
+    with pytest.raises(BadInput, match="custom cell") as e:
+        _convert(logdir, "fam_lstm_peephole", ["y:0"])
+    assert "rnn/while" in str(e.value)
+
+
+def test_slim_layer_norm_axes_and_epsilon_from_graph(logdir):
+    outputs = ["y:0"]
+    rd, bindings, conv = _convert(logdir, "fam_layer_norm", outputs)
+    lns = {lb.layer: conv.model.get_layer(lb.layer) for lb in conv.layers
+           if lb.keras_class == "LayerNormalization"}
+    assert set(lns) == {"ln_all", "ln_last"}
+    cfg_all, cfg_last = lns["ln_all"].get_config(), lns["ln_last"].get_config()
+    assert list(cfg_all["axis"]) == [1, 2] and cfg_all["epsilon"] == pytest.approx(1e-12)
+    assert list(np.ravel(cfg_last["axis"])) in ([2], [-1])
+    np.testing.assert_array_equal(lns["ln_last"].gamma.numpy(),
+                                  rd.read_variable("ln_last/gamma"))
+    # slim's per-channel gamma, broadcast over the normalized [4, 6] shape
+    np.testing.assert_array_equal(lns["ln_all"].gamma.numpy()[2],
+                                  rd.read_variable("ln_all/gamma"))
+    assert not conv.report["unsupported"]["nodes"]
+    _outputs_ok(rd, bindings, conv, "fam_layer_norm", outputs, atol=1e-6)
