@@ -89,7 +89,13 @@ def _phase_times(lines, wall):
 
     t_read, t_verify, t_log = first("reading run"), first("verifying"), first("logging verification")
     t_done = first("done") or wall
-    return {"startup_s": t_read,
+    marks = [("read_run", "reading run"), ("read_checkpoint", "reading checkpoint values"),
+             ("convert", "converting"), ("save", "saving model"), ("verify", "verifying"),
+             ("log", "logging verification"), ("end", "done")]
+    times = [(name, first(word)) for name, word in marks]
+    times = [(name, t) for name, t in times if t is not None]
+    phases = {a: round(tb - ta, 3) for (a, ta), (_, tb) in zip(times, times[1:])}
+    return {"startup_s": t_read, "phases_s": phases,
             "export_s": (t_verify or t_done) - t_read if t_read is not None else None,
             "verify_s": (t_log or t_done) - t_verify if t_verify is not None else None}
 

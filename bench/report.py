@@ -62,17 +62,20 @@ def fidelity(d, speed):
     by_run = {r["run"]: r for r in (speed or {}).get("runs", [])}
     out = _head(d) + [
         "| run | exit | isolated abs / rel | cumulative abs / rel | gradients abs / rel | outputs abs / rel "
-        "| export | verify | start-up | peak RSS | speed ratio | error |",
-        "|---|---:|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+        "| export | verify | start-up | longest phase | peak RSS | speed ratio | error |",
+        "|---|---:|---|---|---|---|---:|---:|---:|---|---:|---:|---|"]
     for r in d["runs"]:
         s = by_run.get(r["run"], {})
-        out.append("| %s%s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s |" % (
+        phases = r.get("phases_s") or {}
+        longest = max(phases.items(), key=lambda kv: kv[1]) if phases else None
+        out.append("| %s%s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s |" % (
             "" if r["logdir"] == "demo" else "real/", r["run"], r["exit"],
             _e(r.get("isolated_max_abs")), _e(r.get("isolated_max_rel")),
             _e(r.get("cumulative_max_abs")), _e(r.get("cumulative_max_rel")),
             _e(r.get("gradients_max_abs")), _e(r.get("gradients_max_rel")),
             _e(r.get("outputs_max_abs")), _e(r.get("outputs_max_rel")),
             _n(r.get("export_s"), "%.1f s"), _n(r.get("verify_s"), "%.1f s"), _n(r.get("startup_s"), "%.1f s"),
+            "%s %.1f s" % longest if longest else "—",
             _n(r.get("peak_rss_mib"), "%.0f MiB"), _n(s.get("ratio"), "%.2f"),
             (r.get("error") or s.get("error") or "").replace("|", "\\|")[:160]))
     return out
