@@ -248,7 +248,6 @@ def infer_roles(ir, variables):
 def _guess_from_uses(ir, info, uses, kernels):
     """RoleGuess from structural rules, or None for an add-after-op (decided once kernels are known)."""
     consumers = sorted({u.path + u.node.name for u in uses})
-    rank = len(info.shape) if info.shape is not None else None
     for use in uses:
         op, slot, body, node = use.node.op, use.slot, use.body, use.node
         layer = _layer(use)
@@ -258,9 +257,6 @@ def _guess_from_uses(ir, info, uses, kernels):
                 reason += " (transpose_b: stored [out, in])"
             kernels[(id(body), node.name)] = (role, layer)
             return RoleGuess(role, 0.95 if role == "dense.kernel" else 0.85, reason, consumers, layer)
-        if op == "MatMul" and slot == 0 and node.attr.get("transpose_a") is not None and rank == 2:
-            kernels[(id(body), node.name)] = ("dense.kernel", layer)
-            return RoleGuess("custom.param", 0.5, "MatMul input 0 (weight on the left)", consumers, layer)
         if op == "Conv2D" and slot == 1:
             pointwise = _pointwise_after_depthwise(body, node)
             role = "separable.pointwise" if pointwise else "conv.kernel"
