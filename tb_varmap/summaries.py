@@ -1,7 +1,7 @@
 """Verification results into <run>/varmap/: TensorBoard scalars/histograms + report.json.
 
 Scalars (step = export attempt), shown by TensorBoard's own dashboards as run `<run>/varmap`:
-  varmap/max_abs_error/<layer>              isolated per-layer max abs error
+  varmap/max_abs_error/<layer>              isolated per-layer max abs error (worst call)
   varmap/cumulative_max_abs_error/<layer>   the same, whole model from the inputs
   varmap/output/<name>/max_abs_error
   varmap/gradient/<variable>/max_abs_error
@@ -43,6 +43,20 @@ def _scalar(x):
     return float(x)
 
 
+def _per_layer(rows, kind):
+    """{layer: max abs error} over the rows of `kind`; a layer bound several times (one
+    Keras layer called per time step) gets its worst call, NaN if any call FAILED."""
+    out = {}
+    for row in rows:
+        if kind not in row:
+            continue
+        value = _scalar(row[kind].get("max_abs"))
+        old = out.get(row["layer"])
+        out[row["layer"]] = value if old is None else (
+            float("nan") if np.isnan(old) or np.isnan(value) else max(old, value))
+    return out
+
+
 def _floats(values):
     return np.asarray([_scalar(v) for v in values], dtype=np.float64)
 
@@ -68,12 +82,10 @@ def write_verification(run_dir, report, attempt):
     writer = tf.summary.create_file_writer(out)
     try:
         with writer.as_default():
-            for row in ver.get("layers", []):
-                tf.summary.scalar(_tag("varmap/max_abs_error", row["layer"]),
-                                  _scalar(row.get("isolated", {}).get("max_abs")), step=step)
-                if "cumulative" in row:
-                    tf.summary.scalar(_tag("varmap/cumulative_max_abs_error", row["layer"]),
-                                      _scalar(row["cumulative"].get("max_abs")), step=step)
+            for kind, prefix in (("isolated", "varmap/max_abs_error"),
+                                 ("cumulative", "varmap/cumulative_max_abs_error")):
+                for layer, value in _per_layer(ver.get("layers", []), kind).items():
+                    tf.summary.scalar(_tag(prefix, layer), value, step=step)
             for row in ver.get("outputs", []):
                 name = row["name"]
                 tf.summary.scalar(_tag("varmap/output", name, "max_abs_error"),

@@ -89,6 +89,25 @@ def test_tensorboard_shows_run_varmap_in_scalars_dashboard(tmp_path):
     assert "varmap/output/out_0/difference" in hists["exp1/varmap"]
 
 
+def test_layer_bound_several_times_logs_its_worst_call(tmp_path):
+    report = _report()
+    rows = report["verification"]["layers"]
+    rows.append({"layer": "dense1", "tf_outputs": ["t2/Relu:0"],
+                 "isolated": V.compare(np.ones(2) + 0.25, np.ones(2)),
+                 "cumulative": V.compare(np.ones(2) + 0.125, np.ones(2))})
+    rows.append({"layer": "dense1", "tf_outputs": ["t3/Relu:0"],
+                 "isolated": V.compare(np.ones(2), np.ones(2)),
+                 "cumulative": V.failed("gone")})
+    S.write_verification(str(tmp_path), report, 1)
+    acc = ea.EventAccumulator(os.path.join(str(tmp_path), "varmap"),
+                              size_guidance={ea.TENSORS: 0})
+    acc.Reload()
+    events = acc.Tensors("varmap/max_abs_error/dense1")
+    assert [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events] == [0.25]
+    data = _scalars(str(tmp_path))
+    assert np.isnan(data["varmap/cumulative_max_abs_error/dense1"][1])
+
+
 def test_verification_only_report_nan_and_bad_input(tmp_path):
     run_dir = str(tmp_path / "r")
     ver = _report(passed=False)["verification"]
