@@ -317,3 +317,42 @@ def test_fresh_process_loads_after_import_tb_varmap(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "VarMapOp" in out.stdout
+
+
+@pytest.mark.slow          # 1355 Keras layers: ~20 s
+def test_real_tf012_char_rnn(tmp_path):
+    """A TF 0.12 char-RNN (ref `Variable`s, pre-1.0 `Concat`, 2 × BasicLSTMCell unrolled
+    50 steps) read with TF only: converted, run against the original graph, bit-exact."""
+    from tensorflow.core.framework import variable_pb2
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from tb_varmap.convert import VariableBinding
+
+    src = "/work/shared/fixtures/real/charrnn_lstm_tf012"
+    shutil.copytree(src, tmp_path / "run")
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.ParseFromString((tmp_path / "run" / "model.ckpt-46499.meta").read_bytes())
+    gd = meta.graph_def
+    reader = tf.train.load_checkpoint(str(tmp_path / "run" / "model.ckpt-46499"))
+    trainable = set()
+    for raw in meta.collection_def["trainable_variables"].bytes_list.value:
+        vd = variable_pb2.VariableDef()
+        vd.ParseFromString(raw)
+        trainable.add(vd.variable_name.split(":")[0])
+    variables = [VariableBinding(n, [n + "/read:0"], "", n in trainable, reader.get_tensor(n))
+                 for n in sorted(trainable)]
+    conv = convert_graph(gd, ["Placeholder"], ["Softmax:0"], variables)
+    feed = np.random.RandomState(0).randint(0, 67, (5, 50)).astype(np.int32)
+    (got,) = run_model(conv.model, [feed])
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(gd, name="")
+        with tf1.Session(graph=g) as sess:
+            ref = sess.run("Softmax:0", {"Placeholder:0": feed,
+                                         **{v.read_tensors[0]: v.value for v in variables}})
+    assert np.array_equal(got, ref)
+    check_weights(conv, variables)
+    classes = {lb.keras_class for lb in conv.layers}
+    assert {"Embedding", "Dense", "Concatenate"} <= classes
+    assert conv.report["unsupported"]["by_op"] == {"Split": 101}
+    assert len(conv.model.trainable_weights) == len(trainable) == 7
