@@ -93,13 +93,14 @@ def write_verification(run_dir, report, attempt):
                 smp = row.get("sample")
                 if smp:
                     orig, keras = _floats(smp["original"]), _floats(smp["keras"])
-                    tf.summary.histogram(_tag("varmap/output", name, "original"), orig,
-                                         step=step)
-                    tf.summary.histogram(_tag("varmap/output", name, "keras"), keras,
-                                         step=step)
+                    tf.summary.histogram(_tag("varmap/output", name, "original"),
+                                         orig[np.isfinite(orig)], step=step)
+                    tf.summary.histogram(_tag("varmap/output", name, "keras"),
+                                         keras[np.isfinite(keras)], step=step)
                     if orig.shape == keras.shape:
+                        diff = keras - orig
                         tf.summary.histogram(_tag("varmap/output", name, "difference"),
-                                             keras - orig, step=step)
+                                             diff[np.isfinite(diff)], step=step)
             for row in ver.get("gradients", []):
                 tf.summary.scalar(_tag("varmap/gradient", row["variable"], "max_abs_error"),
                                   _scalar(row.get("max_abs")), step=step)

@@ -1080,6 +1080,7 @@ def _worst(rows, n=WORST):
         return (rank, m)
 
     ranked = sorted(rows, key=key, reverse=True)[:n]
-    return [{"layer": r["layer"], "status": r["isolated"]["status"],
+    return [{"layer": r["layer"], "tf_outputs": r["tf_outputs"],
+             "status": r["isolated"]["status"],
              "max_abs": r["isolated"]["max_abs"],
              "cumulative_max_abs": r["cumulative"]["max_abs"]} for r in ranked]

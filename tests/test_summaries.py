@@ -112,13 +112,17 @@ def test_verification_only_report_nan_and_bad_input(tmp_path):
     run_dir = str(tmp_path / "r")
     ver = _report(passed=False)["verification"]
     ver["layers"][0]["isolated"]["max_abs"] = float("nan")            # defensive: still JSON
+    ver["outputs"][0]["sample"]["keras"][1] = None                     # a NaN in the sample
     S.write_verification(run_dir, ver, 7)
     text = open(S.report_path(run_dir)).read()
     assert "NaN" not in text
     stored = json.loads(text)
     assert stored["attempt"] == 7 and stored["format_version"] == 1
     assert stored["verification"]["layers"][0]["isolated"]["max_abs"] is None
-    assert float(_scalars(run_dir)["varmap/passed"][7]) == 0.0
+    data = _scalars(run_dir)
+    assert float(data["varmap/passed"][7]) == 0.0
+    assert data["varmap/output/out_0/keras"][7][:, 2].sum() == 2        # finite values only
+    assert data["varmap/output/out_0/difference"][7][:, 2].sum() == 2
     assert S.next_attempt(run_dir) == 8
     with pytest.raises(BadInput, match="must be a dict"):
         S.write_verification(run_dir, [1], 1)
