@@ -1,7 +1,6 @@
 """Activation ops → keras Activation / LeakyReLU / Softmax."""
 
 from tb_varmap.convert.handlers.common import ACTIVATIONS
-from tb_varmap.convert.handlers.generic import op_emit
 from tb_varmap.convert.registry import Emit, register
 
 
@@ -31,8 +30,6 @@ def softmax(gv, node):
     import keras
 
     x = gv.inputs_of(node)[0]
-    if not gv.is_live(x):
-        return op_emit(gv, node)
     dtype = gv.dtype(node)
     return Emit(lambda n: keras.layers.Softmax(axis=-1, name=n, dtype=dtype),
                 [x], [node.name + ":0"], [node.name], name=node.name)
