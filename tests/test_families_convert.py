@@ -7,6 +7,7 @@ import pytest
 from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
+COVERS = ["dynamic_rnn", "layer_norm"]    # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm"]
 
 
