@@ -7,14 +7,12 @@ import contextlib
 import datetime
 import fcntl
 import os
-import tempfile
 
-from tb_varmap import metadata
+from tb_varmap import fileio, metadata
 from tb_varmap import tags as tags_mod
 from tb_varmap.errors import BadInput, Conflict
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
-TEMP_PREFIX = ".tmp-"
 
 
 def _noop_progress(fraction, message):
@@ -41,7 +39,7 @@ def export_lock(run_dir, run):
 def remove_stale_temp_files(out_dir):
     """Temp files left by a killed export (only call while holding the export lock)."""
     for name in os.listdir(out_dir):
-        if name.startswith(TEMP_PREFIX):
+        if name.startswith(fileio.TEMP_PREFIX):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, name))
 
@@ -125,17 +123,8 @@ def variable_bindings(run_data, step, tags, weights="raw"):
 
 
 def save_model_atomic(model, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
+    with fileio.replacing(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def export(
@@ -238,8 +227,8 @@ def export(
             progress(0.96, "logging verification")
             summaries.write_verification(run_data.run_dir, report, report["attempt"])
         else:
-            tags_mod.write_json_atomic(os.path.join(out_dir, metadata.REPORT_FILENAME), report)
+            fileio.write_json_atomic(os.path.join(out_dir, metadata.REPORT_FILENAME), report)
         if report_path:
-            tags_mod.write_json_atomic(report_path, report)
+            fileio.write_json_atomic(report_path, report)
     progress(1.0, "done")
     return conversion.model, report

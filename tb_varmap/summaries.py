@@ -14,11 +14,11 @@ import datetime
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from tb_varmap import metadata
+from tb_varmap.fileio import write_json_atomic
 from tb_varmap.errors import BadInput
 
 
@@ -109,40 +109,8 @@ def write_verification(run_dir, report, attempt):
         writer.flush()
     finally:
         writer.close()
-    _write_json_atomic(report_path(run_dir), full)
+    write_json_atomic(report_path(run_dir), full)
     return full
-
-
-def _json_safe(x):
-    """NaN -> None, inf -> "inf"/"-inf", numpy scalars/arrays -> Python."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json_safe(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
-    return x
-
-
-def _write_json_atomic(path, data):
-    text = json.dumps(_json_safe(data), indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def read_report(run_dir):

@@ -10,10 +10,10 @@ import copy
 import fcntl
 import json
 import os
-import tempfile
 import threading
 
 from tb_varmap import metadata
+from tb_varmap.fileio import write_json_atomic
 from tb_varmap.errors import BadInput, Conflict
 
 MAX_TAGS_BYTES = metadata.MAX_REQUEST_BYTES
@@ -182,23 +182,6 @@ def _locked(run_dir):
                 yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-def write_json_atomic(path, data):
-    """Writes JSON to a temp file in the same folder, then renames it into place."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def update_tags(run_data, body, where="tags"):

@@ -154,7 +154,6 @@ def test_inputs_outputs_that_do_not_exist_or_do_not_connect(logdir):
 
 def test_load_on_loopback_while_an_export_runs(logdir):
     client, plugin = make_client(str(logdir))
-    from tb_app import WRITE_HEADERS  # noqa: F401
 
     job = send_json(client, "POST", "export?run=conv_bias", {"verify": False}, status=202)["job"]
     failures = []

@@ -1,14 +1,12 @@
 """Exports as background jobs over HTTP: progress, result, report, one per run, killed children."""
 
-import json
 import os
-import shutil
 import signal
 import time
 
 import pytest
 
-from tb_app import PREFIX, WRITE_HEADERS, copy_runs, get_json, make_client, send_json
+from tb_app import copy_runs, get_json, make_client, send_json
 
 
 
