@@ -56,6 +56,14 @@ FAMILIES = {f.name: f for f in [
     Family("fam_layer_norm", {"x": ([None, 4, 6], "float32")}, ["y:0"],
            "x -> slim.layer_norm (begin_norm_axis=1) -> slim.layer_norm "
            "(begin_norm_axis=-1, BERT style) -> flatten -> dense(3) -> y"),
+    Family("fam_slim_resnet", {"x": ([None, 32, 32, 3], "float32")}, ["y:0"],
+           "x -> tf_slim.nets.resnet_v1 (root conv2d_same 7x7/2 + max pool, bottleneck "
+           "blocks depth 4 and 8, one unit each, batch_norm inference) -> logits(5) -> y"),
+    Family("fam_bert_attention", {"x": ([None, 6, 16], "float32"),
+                                  "mask": ([None, 6], "float32")}, ["y:0"],
+           "BERT layer as TF1 BERT wrote it: tf.layers.dense q/k/v, reshape/transpose, "
+           "BatchMatMulV2, softmax with additive mask, dense + residual + layer_norm, "
+           "intermediate dense with GELU (tanh form), dense with GELU (erf form) -> y"),
     Family("fam_ema", {"x": ([None, 6], "float32")}, ["y:0"],
            "x -> dense(5) relu -> dense(2) -> y; 4 Adam steps with "
            "ExponentialMovingAverage(0.9) shadows"),
@@ -117,7 +125,7 @@ def _builders():
     def cells():
         return v1.nn.rnn_cell
 
-    def save(model_dir, g, step=1, random=True):
+    def save(model_dir, g, step=1, random=True, positive=None):
         rng = np.random.RandomState(SEED)
         with g.as_default():
             variables = v1.global_variables()
@@ -128,6 +136,8 @@ def _builders():
             if random:
                 for var in variables:
                     value = rng.uniform(-0.5, 0.5, var.shape.as_list()).astype(np.float32)
+                    if positive and positive in var.op.name:
+                        value = np.abs(value) + 0.5
                     var.load(value, sess)
             saver.save(sess, os.path.join(model_dir, "model.ckpt"), global_step=step)
         _write_graph_events(model_dir, g).close()
@@ -200,6 +210,69 @@ def _builders():
                        global_step=int(sess.run(step)))
         _write_graph_events(model_dir, g).close()
 
+    def slim():
+        import tf_keras.src.legacy_tf_layers as legacy_layers
+        sys.modules.setdefault("tf_keras.legacy_tf_layers", legacy_layers)
+        import tf_slim
+        return tf_slim
+
+    def slim_resnet(model_dir, variant):
+        slim_ = slim()
+        from tf_slim.nets import resnet_v1
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 32, 32, 3], name="x")
+            blocks = [resnet_v1.resnet_v1_block("block1", base_depth=4, num_units=1,
+                                                stride=2),
+                      resnet_v1.resnet_v1_block("block2", base_depth=8, num_units=1,
+                                                stride=1)]
+            with slim_.arg_scope(resnet_v1.resnet_arg_scope()):
+                logits, _ = resnet_v1.resnet_v1(x, blocks, num_classes=5,
+                                                is_training=False, scope="resnet")
+            tf.identity(tf.reshape(logits, [-1, 5]), name="y")
+        save(model_dir, g, positive="variance")
+
+    def bert_attention(model_dir, variant):
+        import math
+        layers = v1.layers
+        g = tf.Graph()
+        t, width, heads = 6, 16, 2
+        size = width // heads
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, t, width], name="x")
+            mask = v1.placeholder(tf.float32, [None, t], name="mask")
+            flat = tf.reshape(x, [-1, width])
+
+            def heads_first(h):
+                return tf.transpose(tf.reshape(h, [-1, t, heads, size]), [0, 2, 1, 3])
+
+            with v1.variable_scope("attention/self"):
+                q = heads_first(layers.dense(flat, width, name="query"))
+                k = heads_first(layers.dense(flat, width, name="key"))
+                v = heads_first(layers.dense(flat, width, name="value"))
+                scores = tf.matmul(q, k, transpose_b=True)
+                scores = tf.multiply(scores, 1.0 / math.sqrt(float(size)))
+                adder = (1.0 - tf.expand_dims(tf.expand_dims(mask, 1), 1)) * -10000.0
+                probs = tf.nn.softmax(scores + adder)
+                ctx = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
+                ctx = tf.reshape(ctx, [-1, width])
+            with v1.variable_scope("attention/output"):
+                h = layers.dense(ctx, width, name="dense")
+                h = slim().layer_norm(h + flat, begin_norm_axis=-1, begin_params_axis=-1,
+                                      scope="LayerNorm")
+            with v1.variable_scope("intermediate"):
+                i = layers.dense(h, 32, name="dense")
+                cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2 / math.pi)
+                                           * (i + 0.044715 * tf.pow(i, 3))))
+                i = i * cdf
+            with v1.variable_scope("output"):
+                o = layers.dense(i, width, name="dense")
+                o = o * 0.5 * (1.0 + tf.math.erf(o / math.sqrt(2.0)))
+            tf.identity(tf.reshape(o, [-1, t, width]), name="y")
+        save(model_dir, g)
+
     def h_of(state):
         return state.h if hasattr(state, "h") else state
 
@@ -219,6 +292,8 @@ def _builders():
             8, use_peepholes=True, cell_clip=3.0), seq=False, state_h=h_of),
         "fam_layer_norm": layer_norm,
         "fam_ema": ema,
+        "fam_slim_resnet": slim_resnet,
+        "fam_bert_attention": bert_attention,
     }
 
 
