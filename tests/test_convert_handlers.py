@@ -379,9 +379,9 @@ def test_embedding_lookup(kind):
     assert conv.report["unsupported"]["nodes"] == []
 
 
-def test_partitioned_mod_lookup_binds_each_partition():
+def test_partitioned_mod_lookup_becomes_one_embedding():
     """The glue binds a partitioned variable once, with the logical (id-ordered) value;
-    each partition read gets its stored slice."""
+    the mod-partitioned lookup becomes ONE Embedding holding exactly that value."""
     from tb_varmap.convert import VariableBinding
 
     g = tf.Graph()
@@ -406,10 +406,11 @@ def test_partitioned_mod_lookup_binds_each_partition():
     (got,) = run_model(conv.model, [feed])
     assert np.array_equal(got, ref)
     weights = {v["variable"]: v for lb in conv.layers for v in lb.variables}
-    assert sorted(weights) == ["emb/part_0", "emb/part_1", "emb/part_2"]
+    assert sorted(weights) == ["emb"]
+    assert [lb.keras_class for lb in conv.layers if lb.variables] == ["Embedding"]
     by_path = {w.path: np.asarray(w.numpy()) for w in conv.model.weights}
-    for k, value in enumerate(stored):
-        entry = weights[f"emb/part_{k}"]
-        assert by_path[entry["weight"]].tobytes() == value.tobytes()
-        assert "mod" in entry["note"]
+    assert by_path[weights["emb"]["weight"]].tobytes() == binding.value.tobytes()
+    # row i of the logical table is id i: part i % 3, row i // 3 under "mod"
+    for i in range(10):
+        assert np.array_equal(binding.value[i], stored[i % 3][i // 3])
     assert conv.report["unused_variables"] == []
