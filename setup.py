@@ -5,9 +5,8 @@ setuptools.setup(
     name="tb_varmap",
     version="0.1.0",
     description="TensorBoard plugin: tag TF1 variables, export to Keras 3, verify layer by layer",
-    packages=setuptools.find_packages(include=["tb_varmap", "tb_varmap.*"]),
-    package_data={"tb_varmap": ["static/*", "static/**/*", "http_api.md"]},
-    include_package_data=True,
+    packages=setuptools.find_namespace_packages(include=["tb_varmap", "tb_varmap.*"]),
+    package_data={"tb_varmap": ["http_api.md"], "tb_varmap.static": ["*"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.0",
