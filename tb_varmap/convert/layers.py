@@ -113,3 +113,7 @@ def _flatten(result):
             out.extend(_flatten(r))
         return out
     return [result]
+
+
+# custom layers of the legacy families (Gelu), registered with the ones above
+from tb_varmap.convert import family_layers  # noqa: E402,F401

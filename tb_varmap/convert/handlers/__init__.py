@@ -5,4 +5,4 @@ from tb_varmap.convert.handlers import (  # noqa: F401
     reductions,
     shape)
 # legacy families (dynamic_rnn LSTM/GRU, layer norm, partitioned embedding lookups)
-from tb_varmap.convert.handlers import layernorm, lookup, rnn  # noqa: F401,E402
+from tb_varmap.convert.handlers import attention, layernorm, lookup, rnn  # noqa: F401,E402,I001
