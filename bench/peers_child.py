@@ -29,7 +29,7 @@ def _keras_stats(model):
     for layer in model.layers:
         n = sum(int(w.numpy().size) for w in layer.weights)
         module = type(layer).__module__
-        std = module.startswith("keras.") and type(layer).__name__ not in ("Lambda", "TFOpLambda", "TFSMLayer")
+        std = module.startswith(("keras.", "tf_keras.")) and type(layer).__name__ not in ("Lambda", "TFOpLambda", "TFSMLayer")
         classes[type(layer).__name__] = classes.get(type(layer).__name__, 0) + 1
         if std:
             standard += n
@@ -69,7 +69,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         row["onnx_error"] = "%s: %s" % (type(e).__name__, str(e)[:300])
     out_dir = os.path.join(args.work, "onnx2tf")
-    row["onnx2tf_s"], rc, msg = _run(["onnx2tf", "-i", onnx_path, "-o", out_dir, "-okv3", "-kat",
+    row["onnx2tf_s"], rc, msg = _run([os.path.join(os.path.dirname(sys.executable), "onnx2tf"), "-i", onnx_path, "-o", out_dir, "-okv3", "-kat",
                                       *[i.split(":")[0] for i in args.input]])
     models = glob.glob(os.path.join(out_dir, "*.keras"))
     if rc or not models:
@@ -79,7 +79,23 @@ def main():
     try:
         import keras
 
-        model = keras.saving.load_model(models[0], safe_mode=False)
+        try:
+            model = keras.saving.load_model(models[0], safe_mode=False)
+            row["loads_with"] = "keras 3"
+        except Exception as e:  # noqa: BLE001  onnx2tf writes tf_keras (Keras 2) files
+            row["keras3_load_error"] = "%s: %s" % (type(e).__name__, str(e)[:200])
+            import tf_keras
+
+            try:
+                model = tf_keras.models.load_model(models[0], safe_mode=False)
+                row["loads_with"] = "tf_keras"
+            except Exception as e2:  # noqa: BLE001  its bridge layer is registered lazily
+                row["tf_keras_load_error"] = "%s: %s" % (type(e2).__name__, str(e2)[:200])
+                from onnx2tf import onnx2tf as o2t
+
+                o2t._get_saved_model_bridge_layer_cls()
+                model = tf_keras.models.load_model(models[0], safe_mode=False)
+                row["loads_with"] = "tf_keras after onnx2tf's private layer registration"
         x = [feed[i.split(":")[0]] for i in args.input]
         got = model.predict_on_batch(x[0] if len(x) == 1 else x)
         got = got if isinstance(got, (list, tuple)) else [got]
