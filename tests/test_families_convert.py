@@ -115,14 +115,20 @@ def test_slim_layer_norm_axes_and_epsilon_from_graph(logdir):
     rd, bindings, conv = _convert(logdir, "fam_layer_norm", outputs)
     lns = {lb.layer: conv.model.get_layer(lb.layer) for lb in conv.layers
            if lb.keras_class == "LayerNormalization"}
-    assert set(lns) == {"ln_all", "ln_last"}
-    cfg_all, cfg_last = lns["ln_all"].get_config(), lns["ln_last"].get_config()
-    assert list(cfg_all["axis"]) == [1, 2] and cfg_all["epsilon"] == pytest.approx(1e-12)
+    assert set(lns) == {"ln_last"}                     # BERT style: over the last axis
+    cfg_last = lns["ln_last"].get_config()
     assert list(np.ravel(cfg_last["axis"])) in ([2], [-1])
+    assert cfg_last["epsilon"] == pytest.approx(1e-12)
     np.testing.assert_array_equal(lns["ln_last"].gamma.numpy(),
                                   rd.read_variable("ln_last/gamma"))
-    # slim's per-channel gamma, broadcast over the normalized [4, 6] shape
-    np.testing.assert_array_equal(lns["ln_all"].gamma.numpy()[2],
-                                  rd.read_variable("ln_all/gamma"))
+    # slim's default: all non-batch axes, per-channel gamma/beta kept tied ([6])
+    (lb,) = [lb for lb in conv.layers if lb.keras_class == "BroadcastLayerNorm"]
+    layer = conv.model.get_layer(lb.layer)
+    assert layer.axis == [1, 2] and layer.epsilon == pytest.approx(1e-12)
+    np.testing.assert_array_equal(layer.gamma.numpy(), rd.read_variable("ln_all/gamma"))
+    assert layer.gamma.trainable and layer.beta.trainable
     assert not conv.report["unsupported"]["nodes"]
-    _outputs_ok(rd, bindings, conv, "fam_layer_norm", outputs, atol=1e-6)
+    rep = _outputs_ok(rd, bindings, conv, "fam_layer_norm", outputs, atol=1e-6)
+    grads = {g["variable"]: g for g in rep["gradients"]}
+    for v in ("ln_all/gamma", "ln_all/beta", "ln_last/gamma", "ln_last/beta"):
+        assert grads[v]["status"] == "OK", grads[v]

@@ -3,8 +3,8 @@ moments(x, axes) → Rsqrt(var + eps) [* gamma] → x * inv + (beta - mean * inv
 → keras.layers.LayerNormalization(axis=axes, epsilon=eps) (eps read from the graph).
 
 Params of the normalized axes' shape map as they are; params over fewer axes (slim's
-default begin_norm_axis=1 with per-channel gamma/beta) are broadcast to the normalized
-shape, with a note (the copies then train independently).
+default begin_norm_axis=1 with per-channel gamma/beta) keep their shape in the custom
+BroadcastLayerNorm (family_layers.py), so they stay tied and train as in TF.
 """
 
 import numpy as np
@@ -83,7 +83,7 @@ def layer_norm(gv, mean):
     beta = source(gv, beta_t, BETA) if beta_t else None
     if (gamma_t and gamma is None) or (beta_t and beta is None):
         return None
-    weights = []
+    weights, tied = [], False
     for attr, src in (("gamma", gamma), ("beta", beta)):
         if src is None:
             continue
@@ -91,22 +91,33 @@ def layer_norm(gv, mean):
         full = _fit(value, shape, axes)
         if full is None:
             return None
-        note = "" if full.shape == value.shape else (
-            f"{list(value.shape)} broadcast to the normalized shape {norm_shape} "
-            "(copies train independently)")
-        weights.append(Weight(attr, full, binding, note=note))
+        tied = tied or full.shape != value.shape
+        weights.append((attr, value, full, binding))
     nodes = [n for n in (mean, sg, sq, var, add, rsqrt, g_mul if gamma_t else None,
                          x_mul[0], m_mul[0], shift, out) if n is not None]
     dtype = gv.dtype(mean)
+    eps = float(eps.reshape(()))
+    if tied:     # params broadcast over the normalized axes: keep them [C], custom layer
+        param_shape = list(np.asarray(weights[0][1]).shape)
+        if any(list(np.asarray(w[1]).shape) != param_shape for w in weights):
+            return None
 
-    def make(n):
-        return keras.layers.LayerNormalization(
-            axis=axes if len(axes) > 1 else axes[0], epsilon=float(eps.reshape(())),
-            center=beta is not None, scale=gamma is not None, name=n, dtype=dtype)
+        def make(n):
+            from tb_varmap.convert.family_layers import BroadcastLayerNorm
+            return BroadcastLayerNorm(axes, eps, param_shape, center=beta is not None,
+                                      scale=gamma is not None, name=n, dtype=dtype)
+        ws = [Weight(a, np.asarray(v), b, note="broadcast over the normalized axes "
+                     f"{axes} (BroadcastLayerNorm)") for a, v, _, b in weights]
+    else:
+        def make(n):
+            return keras.layers.LayerNormalization(
+                axis=axes if len(axes) > 1 else axes[0], epsilon=eps,
+                center=beta is not None, scale=gamma is not None, name=n, dtype=dtype)
+        ws = [Weight(a, full, b) for a, _, full, b in weights]
 
     scope = mean.name.split("/moments/")[0] if "/moments/" in mean.name else mean.name
     return Emit(make, [x], [out.name + ":0"], [n.name for n in nodes], name=scope,
-                weights=weights)
+                weights=ws, standard=not tied)
 
 
 def _fit(value, shape, axes):
