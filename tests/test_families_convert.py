@@ -7,7 +7,7 @@ import pytest
 from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
-COVERS = ["dynamic_rnn", "layer_norm"]    # for the registry meta-test
+COVERS = ["dynamic_rnn", "layer_norm", "v1_loop"]    # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm"]
 
 
@@ -132,3 +132,27 @@ def test_slim_layer_norm_axes_and_epsilon_from_graph(logdir):
     grads = {g["variable"]: g for g in rep["gradients"]}
     for v in ("ln_all/gamma", "ln_all/beta", "ln_last/gamma", "ln_last/beta"):
         assert grads[v]["status"] == "OK", grads[v]
+
+
+@pytest.mark.slow
+def test_real_tf11_v1_loop_is_reported_precisely(tmp_path):
+    """The real TF 1.1 ctc model: a control-flow-v1 dynamic_rnn with sequence_length."""
+    import shutil
+
+    src = "/work/shared/fixtures/real/ctc_conv_lstm_tf11"
+    shutil.copytree(src, tmp_path / "ctc")
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+
+    rd = RunData(str(tmp_path), "ctc")
+    roles = rd.roles()
+    assert roles["rnn/multi_rnn_cell/cell_0/lstm_cell/weights"].role == "lstm.kernel"
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    inputs, outputs = rd.default_io()
+    with pytest.raises(BadInput) as e:
+        convert_graph(rd.graph_def, inputs, outputs, bindings)
+    msg = str(e.value)
+    assert "TF1 control-flow loop 'rnn/while'" in msg and "LSTM cell" in msg
+    assert "sequence_length" in msg

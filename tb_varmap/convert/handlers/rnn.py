@@ -444,3 +444,23 @@ def _sequence_output(gv, node, out_arg):
             return None, []
         cur = n.name + ":0"
     return None, []
+
+
+@register_pattern("v1_loop", ops=("Enter", "RefEnter"))
+def v1_loop(gv, node):
+    """TF1 control-flow loops (Enter/Merge/Switch/NextIteration/Exit) are not converted;
+    say precisely what the loop holds instead of failing op by op."""
+    frame = gv.attr(node, "frame_name", "") or ""
+    scope = node.name.rsplit("/", 1)[0] + "/"
+    ops = Counter(n.op for name, n in gv.nodes.items() if name.startswith(scope))
+    cell = ("LSTM cell (MatMul + BiasAdd + Split into 4 gates)"
+            if any(n.op == "Split" and n.attr["num_split"].i == 4
+                   for name, n in gv.nodes.items() if name.startswith(scope))
+            else "cell ops " + ", ".join(sorted(o for o in ops if o in ("MatMul", "Tanh",
+                                                                         "Sigmoid"))))
+    extra = " and sequence_length masking (Select)" if ops.get("Select") else ""
+    raise Unsupported(
+        f"TF1 control-flow loop '{scope[:-1]}' (frame {frame!r}; Enter/Merge/Switch/Exit, "
+        f"TensorArrayV3) holding a {cell}{extra}: only control-flow-v2 While loops "
+        "(TF >= 1.15 / TF2 dynamic_rnn) map to Keras LSTM/GRU; re-export the graph with "
+        "a newer TF or tag the loop's variables custom.param")
