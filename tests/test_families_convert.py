@@ -7,7 +7,7 @@ import pytest
 from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
-COVERS = ["dynamic_rnn", "layer_norm", "v1_loop"]    # for the registry meta-test
+COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_lstm", "v1_loop"]   # registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm"]
 
 
@@ -83,6 +83,12 @@ def test_lstm_dynamic_rnn_becomes_keras_lstm(logdir, run):
 
 
 def test_gru_dynamic_rnn_becomes_gru_reset_before(logdir):
+    from tb_varmap.run import RunData
+
+    roles = {k: g.role for k, g in RunData(logdir, "fam_gru").roles().items()}
+    assert [roles[f"rnn/gru_cell/{v}"] for v in ("gates/kernel", "gates/bias",
+            "candidate/kernel", "candidate/bias")] == [
+        "gru.gates_kernel", "gru.gates_bias", "gru.candidate_kernel", "gru.candidate_bias"]
     outputs = ["seq:0", "y:0"]
     rd, bindings, conv = _convert(logdir, "fam_gru", outputs)
     layer, lb = _layer(conv, "GRU")
@@ -156,3 +162,25 @@ def test_real_tf11_v1_loop_is_reported_precisely(tmp_path):
     msg = str(e.value)
     assert "TF1 control-flow loop 'rnn/while'" in msg and "LSTM cell" in msg
     assert "sequence_length" in msg
+
+
+def test_static_rnn_unrolled_lstm_becomes_one_lstm(tmp_path):
+    """demo_logs/legacy_lstm: static_rnn(BasicLSTMCell) unrolled over 4 steps."""
+    import os
+    import shutil
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shutil.copytree(os.path.join(repo, "demo_logs", "legacy_lstm"), tmp_path / "legacy_lstm")
+    rd, bindings, conv = _convert(str(tmp_path), "legacy_lstm", ["y:0"])
+    layer, lb = _layer(conv, "LSTM")
+    assert len([n for n in lb.tf_nodes if n.startswith("rnn/basic_lstm_cell/MatMul")]) == 4
+    assert conv.report["custom_weights"]["params"] == 0
+    w = rd.read_variable("rnn/basic_lstm_cell/kernel")
+    b = rd.read_variable("rnn/basic_lstm_cell/bias")
+    for got, want in zip(layer.weights, _lstm_keras(w, b, 1.0)):
+        np.testing.assert_array_equal(np.asarray(got.numpy()), want)
+    from tb_varmap.verify import verify
+
+    rep = verify(rd.graph_def, ["x"], ["y:0"], bindings, conv,
+                 feed={"x": np.random.RandomState(0).randn(3, 4, 3).astype("float32")})
+    assert rep["passed"], (rep["outputs"], rep["gradients"])

@@ -464,3 +464,150 @@ def v1_loop(gv, node):
         f"TensorArrayV3) holding a {cell}{extra}: only control-flow-v2 While loops "
         "(TF >= 1.15 / TF2 dynamic_rnn) map to Keras LSTM/GRU; re-export the graph with "
         "a newer TF or tag the loop's variables custom.param")
+
+
+# ---------------------------------------------------------------- static_rnn (unrolled)
+
+class _Main:
+    """The main graph seen through Body's interface (refs are (node, output index))."""
+
+    def __init__(self, gv):
+        self.gv = gv
+
+    def node(self, ref):
+        return self.gv.nodes.get(ref[0])
+
+    def users(self, ref, op=None):
+        return [self.gv.nodes[c] for c, _ in self.gv.consumers.get(f"{ref[0]}:{ref[1]}", [])
+                if op is None or self.gv.nodes[c].op in op]
+
+    def inputs(self, n):
+        return [(node_of(t), int(t.split(":")[1])) for t in self.gv.inputs_of(n)]
+
+
+def _ref_t(ref):
+    return f"{ref[0]}:{ref[1]}"
+
+
+def _step(g, matmul, node_name):
+    """One unrolled LSTM step at `matmul`: refs and its nodes, or None."""
+    su = _split_users(g, matmul, 4)
+    if su is None:
+        return None
+    bias_add, split = su
+    x, h_prev = _concat(g, matmul, matmul)
+    h_new = _h_new(g, split, matmul)
+    f = (split.name, 2)
+    fb, adds = 0.0, g.users(f, ("Add", "AddV2"))
+    if adds:
+        other = [r for r in g.inputs(adds[0]) if r != f]
+        c = g.gv.const(_ref_t(other[0])) if len(other) == 1 else None
+        if c is None or c.size != 1:
+            return None
+        fb, f = float(c.reshape(())), (adds[0].name, 0)
+    c_prev = c_new = None
+    for s in g.users(f, ("Sigmoid",)):
+        for m in g.users((s.name, 0), ("Mul",)):
+            other = [r for r in g.inputs(m) if r != (s.name, 0)]
+            c_prev = other[0] if len(other) == 1 else None
+            for a in g.users((m.name, 0), ("Add", "AddV2")):
+                c_new = (a.name, 0)
+    if c_prev is None or c_new is None:
+        return None
+    # the step's nodes: back from h_new / c_new to x, h_prev, c_prev and the constants
+    stop = {x[0], h_prev[0], c_prev[0]}
+    region, todo = set(), [h_new[0], c_new[0]]
+    while todo:
+        n = todo.pop()
+        if n in region or n in stop or not g.gv.is_live(n + ":0"):
+            continue
+        region.add(n)
+        todo += [r[0] for r in g.inputs(g.gv.nodes[n])]
+    ops = Counter("Add" if g.gv.nodes[n].op == "AddV2" else g.gv.nodes[n].op for n in region)
+    if ops != CELL_OPS["lstm"]:
+        return None
+    for n in region - {h_new[0], c_new[0]}:           # nothing leaves the step midway
+        for i in g.gv.used_outputs(n):
+            t = f"{n}:{i}"
+            if t in g.gv.outputs or any(c not in region for c, _ in g.gv.consumers.get(t, [])):
+                return None
+    return {"x": x, "h_prev": h_prev, "c_prev": c_prev, "h": h_new, "c": c_new, "fb": fb,
+            "bias": bias_add, "nodes": region}
+
+
+def _is_zero(gv, t):
+    try:
+        _zero_state(gv, t, gv.nodes[node_of(t)])
+        return True
+    except Unsupported:
+        return False
+
+
+@register_pattern("static_rnn_lstm", ops=("MatMul",))
+def static_rnn_lstm(gv, matmul):
+    """tf.nn.static_rnn over BasicLSTMCell/LSTMCell, unrolled: x unstacked on axis 1,
+    steps sharing one kernel, zero initial state, only the last step's h (and c) used
+    outside → keras LSTM(return_state=True) on x."""
+    import keras
+
+    kb = gv.var(gv.inputs_of(matmul)[1])
+    if kb is None or kb.role != "lstm.kernel" or matmul.attr["transpose_a"].b or \
+            matmul.attr["transpose_b"].b:
+        return None
+    g = _Main(gv)
+    first = _step(g, matmul, matmul.name)
+    if first is None or not _is_zero(gv, _ref_t(first["h_prev"])) or \
+            not _is_zero(gv, _ref_t(first["c_prev"])):
+        return None
+    steps = [first]
+    while True:
+        nxt = []
+        for c in g.users(steps[-1]["h"], ("ConcatV2",)):
+            for m in g.users((c.name, 0), ("MatMul",)):
+                if gv.var(gv.inputs_of(m)[1]) is kb:
+                    nxt.append(m)
+        if not nxt:
+            break
+        step = _step(g, nxt[0], nxt[0].name) if len(nxt) == 1 else None
+        if step is None or step["h_prev"] != steps[-1]["h"] or \
+                step["c_prev"] != steps[-1]["c"] or step["fb"] != first["fb"]:
+            return None
+        steps.append(step)
+    unpack = gv.nodes[steps[0]["x"][0]]
+    if unpack.op != "Unpack" or gv.attr(unpack, "axis", 0) != 1 or \
+            [s["x"] for s in steps] != [(unpack.name, k) for k in range(len(steps))] or \
+            gv.attr(unpack, "num", 0) != len(steps):
+        return None
+    for s in steps[:-1]:                 # intermediate states feed the next step only
+        for ref in (s["h"], s["c"]):
+            if _ref_t(ref) in gv.outputs:
+                return None
+    bb = gv.var(gv.inputs_of(first["bias"])[1])
+    if bb is None or any(gv.var(gv.inputs_of(s["bias"])[1]) is not bb for s in steps):
+        return None
+    w, b = np.asarray(kb.value), np.asarray(bb.value)
+    u = w.shape[1] // 4
+    n_in = w.shape[0] - u
+    if b.shape != (4 * u,) or n_in <= 0:
+        return None
+
+    def gates(m):
+        return np.ascontiguousarray(np.concatenate(
+            [m[..., :u], m[..., 2 * u:3 * u], m[..., u:2 * u], m[..., 3 * u:]], axis=-1))
+
+    bias = gates(b)
+    bias[u:2 * u] += np.asarray(first["fb"], dtype=bias.dtype)
+    note = f"{len(steps)} unrolled steps; gates i, j, f, o reordered to Keras i, f, c, o"
+    weights = [Weight(0, gates(w[:n_in]), kb, note=note + "; rows [:in]"),
+               Weight(1, gates(w[n_in:]), kb, note=note + "; rows [in:]"),
+               Weight(2, bias, bb, note=note + f"; forget_bias {first['fb']:g} added")]
+    last = steps[-1]
+    dtype = w.dtype.name
+    nodes = [n for n in gv.order if any(n in s["nodes"] for s in steps)]
+
+    def make(n):
+        return keras.layers.LSTM(u, return_state=True, name=n, dtype=dtype)
+
+    return Emit(make, [gv.inputs_of(unpack)[0]],
+                [_ref_t(last["h"]), _ref_t(last["h"]), _ref_t(last["c"])], nodes,
+                name=matmul.name.rsplit("/", 1)[0], weights=weights)
