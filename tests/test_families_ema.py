@@ -37,3 +37,18 @@ def test_ema_weights_use_shadows(run_data):
                                   run_data.read_variable("fc1/kernel/ExponentialMovingAverage"))
     rep = verify(run_data.graph_def, ["x"], ["y:0"], ema, conv, feed=sample_feed("fam_ema"))
     assert rep["passed"], rep["outputs"]
+
+
+def test_cli_export_weights_ema_is_reported(run_data, tmp_path, capsys):
+    import json
+
+    from tb_varmap.cli import main
+
+    logdir = run_data.run_dir.rsplit("/", 1)[0]
+    rc = main(["export", "--logdir", logdir, "--run", "fam_ema", "--outputs", "y",
+               "--weights", "ema", "--out", str(tmp_path / "m.keras"), "--verify", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["weights"] == "ema"
+    assert sorted(report["notes"]["ema"]) == ["fc1/bias", "fc1/kernel", "fc2/bias",
+                                              "fc2/kernel"]
+    assert report["verification"]["passed"]
