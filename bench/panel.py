@@ -30,10 +30,27 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TARGETS = {"10000": 1.0, "100000": 3.0, "heap_mib_100000": 150}
 
 
+_TIMELINE = """() => ({origin: performance.timeOrigin, now: performance.now(),
+  res: performance.getEntriesByType('resource').map(e => [e.name.replace(location.origin, ''),
+        e.startTime, e.responseEnd, e.transferSize, e.decodedBodySize])})"""
+
+
+def _timeline(context, switched_at):
+    """Fetches of a frame as [url, start, end, bytes on the wire, decoded] in seconds after the switch."""
+    t = context.evaluate(_TIMELINE)
+    rows = []
+    for url, start, end, wire, decoded in t["res"]:
+        begin = (t["origin"] + start) / 1000 - switched_at
+        if begin >= -0.05:
+            rows.append([url[:120], round(begin, 3), round((t["origin"] + end) / 1000 - switched_at, 3), wire, decoded])
+    return rows, round((t["origin"] + t["now"]) / 1000 - switched_at, 3)
+
+
 def _varmap_ready(page, run, timeout_ms):
     frame_el = page.wait_for_selector("iframe", timeout=timeout_ms, state="attached")
     frame = frame_el.content_frame()
     frame.wait_for_selector('#varmap-root[data-run="%s"]' % run, timeout=timeout_ms, state="attached")
+    page._bench_frame = frame
     return frame.evaluate("() => document.querySelectorAll('#varmap-root svg .gitem').length")
 
 
@@ -53,15 +70,19 @@ def open_tab(browser, base, tab, timeout_s):
         cdp.send("HeapProfiler.collectGarbage")
         shell = cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20
         start = time.perf_counter()
-        page.evaluate("tab => { location.hash = tab; }", "#" + tab)
+        switched_at = page.evaluate("tab => { location.hash = tab; return (performance.timeOrigin + performance.now()) / 1000; }",
+                                    "#" + tab)
         ready = _varmap_ready if tab == "varmap" else _graphs_ready
         items = ready(page, RUN, timeout_s * 1000)
         seconds = time.perf_counter() - start
+        fetches, ready_at = _timeline(getattr(page, "_bench_frame", None) or page, switched_at)
+        if tab == "varmap":  # when the plugin iframe itself started loading
+            fetches = _timeline(page, switched_at)[0] + fetches
         heap = cdp.send("Runtime.getHeapUsage")
         cdp.send("HeapProfiler.collectGarbage")
         heap_gc = cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20
         return {"seconds": seconds, "heap_mib": heap["usedSize"] / 2**20, "heap_after_gc_mib": heap_gc,
-                "shell_heap_mib": shell, "drawn_items": items}
+                "shell_heap_mib": shell, "drawn_items": items, "ready_at_s": ready_at, "fetches": fetches}
     except Exception as e:  # record the failure with what the page shows
         return {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300])}
     finally:
