@@ -8,7 +8,8 @@ from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
 COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_lstm", "v1_loop"]   # registry meta-test
-MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm"]
+MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm",
+          "fam_lstm_seqlen"]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,20 @@ def test_peephole_cell_is_refused_with_reason(logdir):
     with pytest.raises(BadInput, match="custom cell") as e:
         _convert(logdir, "fam_lstm_peephole", ["y:0"])
     assert "rnn/while" in str(e.value)
+
+
+def test_sequence_length_is_refused_with_reason(logdir):
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+
+    rd = RunData(logdir, "fam_lstm_seqlen")
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    with pytest.raises(BadInput) as e:
+        convert_graph(rd.graph_def, ["x", "lengths"], ["y:0"], bindings)
+    why = [p for p in e.value.problems if p.startswith("rnn/while ")]
+    assert len(why) == 1 and "sequence_length" in why[0] and "mask" in why[0]
 
 
 def test_slim_layer_norm_axes_and_epsilon_from_graph(logdir):

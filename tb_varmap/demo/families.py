@@ -53,6 +53,11 @@ FAMILIES = {f.name: f for f in [
            "-> dense(2) -> y"),
     Family("fam_lstm_peephole", {"x": ([None, 5, 3], "float32")}, ["y:0"],
            "x -> dynamic_rnn(LSTMCell(8, use_peepholes=True, cell_clip=3)) -> last h -> y"),
+    Family("fam_lstm_seqlen", {"x": ([None, 5, 3], "float32"), "lengths": ([None], "int32")},
+           ["y:0"], "x, lengths -> dynamic_rnn(LSTMCell(8), sequence_length=lengths) -> "
+           "last h -> dense(2) -> y"),
+    Family("fam_gru_static", {"x": ([None, 5, 3], "float32")}, ["y:0"],
+           "x -> static_rnn(GRUCell(6)) over unstack(x, axis=1) -> last h -> dense(2) -> y"),
     Family("fam_layer_norm", {"x": ([None, 4, 6], "float32")}, ["y:0"],
            "x -> slim.layer_norm (begin_norm_axis=1) -> slim.layer_norm "
            "(begin_norm_axis=-1, BERT style) -> flatten -> dense(3) -> y"),
@@ -155,12 +160,20 @@ def _builders():
             tf.identity(_dense(h, 3, "fc", 11), name="y")
         save(model_dir, g)
 
-    def rnn(model_dir, variant, make_cell, seq=True, state_h=None):
+    def rnn(model_dir, variant, make_cell, seq=True, state_h=None, lengths=False,
+            static=False):
         g = tf.Graph()
         with g.as_default(), _scope(variant):
             v1.set_random_seed(SEED)
             x = v1.placeholder(tf.float32, [None, 5, 3], name="x")
-            out, state = v1.nn.dynamic_rnn(make_cell(), x, dtype=tf.float32)
+            n = v1.placeholder(tf.int32, [None], name="lengths") if lengths else None
+            if static:
+                outs, state = v1.nn.static_rnn(make_cell(), tf.unstack(x, axis=1),
+                                               dtype=tf.float32)
+                out = tf.stack(outs, axis=1)
+            else:
+                out, state = v1.nn.dynamic_rnn(make_cell(), x, sequence_length=n,
+                                               dtype=tf.float32)
             if seq:
                 tf.identity(out, name="seq")
             tf.identity(_dense(state_h(state), 2, "head", 21), name="y")
@@ -290,6 +303,10 @@ def _builders():
             state_h=lambda s: s[-1].h),
         "fam_lstm_peephole": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(
             8, use_peepholes=True, cell_clip=3.0), seq=False, state_h=h_of),
+        "fam_lstm_seqlen": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8), seq=False,
+                                            state_h=h_of, lengths=True),
+        "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,
+                                           state_h=h_of, static=True),
         "fam_layer_norm": layer_norm,
         "fam_ema": ema,
         "fam_slim_resnet": slim_resnet,

@@ -114,6 +114,12 @@ def dynamic_rnn(gv, node):
     x, in_arg = _input_sequence(gv, body, ins)
     if x is None:
         return None
+    masks = sorted(n.name for n in body.nodes.values() if n.op in ("Select", "SelectV2"))
+    if masks:
+        raise Unsupported(f"While {node.name!r}: dynamic_rnn with sequence_length (Select "
+                          f"ops {masks[:2]} in the loop body): a Keras LSTM/GRU would need "
+                          "a mask input; not converted (feed full-length sequences and "
+                          "drop sequence_length, or keep the loop as custom ops)")
     try:
         cells = _cells(gv, body, ins, in_arg, node)
     except Unsupported as e:
