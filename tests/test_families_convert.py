@@ -7,9 +7,10 @@ import pytest
 from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
-COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_lstm", "v1_loop"]   # registry meta-test
+COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_gru", "static_rnn_lstm",
+          "v1_loop"]   # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm",
-          "fam_lstm_seqlen"]
+          "fam_lstm_seqlen", "fam_gru_static"]
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,19 @@ def test_gru_dynamic_rnn_becomes_gru_reset_before(logdir):
     want = np.concatenate([g[:n_in, u:], g[:n_in, :u], c[:n_in]], axis=1)
     np.testing.assert_array_equal(layer.weights[0].numpy(), want)
     _outputs_ok(rd, bindings, conv, "fam_gru", outputs)
+
+
+def test_static_rnn_gru_becomes_one_gru(logdir):
+    rd, bindings, conv = _convert(logdir, "fam_gru_static", ["y:0"])
+    layer, lb = _layer(conv, "GRU")
+    assert layer.get_config()["reset_after"] is False
+    assert len([n for n in lb.tf_nodes if n.startswith("rnn/gru_cell/MatMul")]) == 10
+    assert conv.report["custom_weights"]["params"] == 0
+    g = rd.read_variable("rnn/gru_cell/gates/bias")
+    c = rd.read_variable("rnn/gru_cell/candidate/bias")
+    np.testing.assert_array_equal(layer.weights[2].numpy(),
+                                  np.concatenate([g[6:], g[:6], c]))
+    _outputs_ok(rd, bindings, conv, "fam_gru_static", ["y:0"])
 
 
 def test_stacked_cells_become_one_stacked_rnn(logdir):
