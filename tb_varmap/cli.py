@@ -175,16 +175,9 @@ def cmd_export(args, out):
         rtol=args.rtol,
         progress=make_progress(),
     )
-    if args.json:
-        json.dump(report, out, indent=1)
-        out.write("\n")
-    else:
+    if not args.json:
         _print_conversion(report, out)
-        if report["verification"] is not None:
-            _print_verification(report["verification"], out)
-    if report["verification"] is not None and not report["verification"]["passed"]:
-        return EXIT_NOT_VERIFIED
-    return EXIT_OK
+    return _finish_report(report, args.json, out)
 
 
 def cmd_verify(args, out):
@@ -199,12 +192,20 @@ def cmd_verify(args, out):
         rtol=args.rtol,
         progress=make_progress(),
     )
-    if args.json:
+    return _finish_report(report, args.json, out)
+
+
+def _finish_report(report, as_json, out):
+    """Prints the report (JSON, or the verification summary); the exit status follows it."""
+    verification = report["verification"]
+    if as_json:
         json.dump(report, out, indent=1)
         out.write("\n")
-    else:
-        _print_verification(report["verification"], out)
-    return EXIT_OK if report["verification"]["passed"] else EXIT_NOT_VERIFIED
+    elif verification is not None:
+        _print_verification(verification, out)
+    if verification is not None and not verification["passed"]:
+        return EXIT_NOT_VERIFIED
+    return EXIT_OK
 
 
 def build_parser():

@@ -180,9 +180,8 @@ def export(
         progress(0.15, "converting")
         from tb_varmap.convert import convert_graph
 
-        graph_bytes = run_data.graph_def.SerializeToString()
         conversion = convert_graph(
-            graph_bytes,
+            run_data.graph_def.SerializeToString(),
             inputs,
             outputs,
             bindings,
@@ -203,30 +202,17 @@ def export(
             "conversion": conversion.report,
             "verification": None,
         }
-        from tb_varmap import summaries
-
-        report["attempt"] = summaries.next_attempt(run_data.run_dir)
         if verify:
-            from tb_varmap import verify as verify_mod
+            from tb_varmap import verify_run
 
-            progress(0.65, "verifying")
-            feed = None
-            if inputs_npz:
-                feed = verify_mod.load_inputs_npz(inputs_npz, graph_bytes, inputs)
-            report["verification"] = verify_mod.verify(
-                graph_bytes,
-                inputs,
-                outputs,
-                bindings,
-                conversion,
-                feed,
-                atol=atol,
-                rtol=rtol,
-                progress=lambda f, m: progress(0.65 + 0.3 * f, m),
+            verify_run.verify_and_log(
+                run_data, report, bindings, conversion, inputs_npz=inputs_npz, atol=atol, rtol=rtol,
+                progress=lambda f, m: progress(0.65 + 0.33 * f, m),
             )
-            progress(0.96, "logging verification")
-            summaries.write_verification(run_data.run_dir, report, report["attempt"])
         else:
+            from tb_varmap import summaries
+
+            report["attempt"] = summaries.next_attempt(run_data.run_dir)
             fileio.write_json_atomic(os.path.join(out_dir, metadata.REPORT_FILENAME), report)
         if report_path:
             fileio.write_json_atomic(report_path, report)

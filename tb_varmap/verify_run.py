@@ -34,9 +34,7 @@ def layer_bindings(report):
 def verify_saved(run_data, model_path=None, inputs_npz=None, atol=1e-5, rtol=1e-5, progress=None):
     import keras
 
-    import tb_varmap  # noqa: F401  (registers the custom layers)
-    from tb_varmap import export_run, summaries
-    from tb_varmap import verify as verify_mod
+    from tb_varmap import export_run
     from tb_varmap.convert import Conversion
 
     progress = progress or export_run._noop_progress
@@ -52,7 +50,20 @@ def verify_saved(run_data, model_path=None, inputs_npz=None, atol=1e-5, rtol=1e-
     tags = tags_mod.load_tags(run_data.run_dir)
     bindings, _ = export_run.variable_bindings(run_data, report["step"], tags, report.get("weights", "raw"))
     conversion = Conversion(model=model, layers=layer_bindings(report), report=report["conversion"])
+    verify_and_log(run_data, report, bindings, conversion, inputs_npz=inputs_npz, atol=atol, rtol=rtol,
+                   progress=lambda f, m: progress(0.1 + 0.88 * f, m))
+    progress(1.0, "done")
+    return report
+
+
+def verify_and_log(run_data, report, bindings, conversion, *, inputs_npz=None, atol=1e-5, rtol=1e-5, progress):
+    """Verifies `conversion` against the run's graph, stores the result in `report`
+    (verification, attempt) and logs it under <run>/varmap/ (events + report.json)."""
+    from tb_varmap import summaries
+    from tb_varmap import verify as verify_mod
+
     graph_bytes = run_data.graph_def.SerializeToString()
+    progress(0.0, "verifying")
     feed = verify_mod.load_inputs_npz(inputs_npz, graph_bytes, report["inputs"]) if inputs_npz else None
     report["verification"] = verify_mod.verify(
         graph_bytes,
@@ -63,9 +74,8 @@ def verify_saved(run_data, model_path=None, inputs_npz=None, atol=1e-5, rtol=1e-
         feed,
         atol=atol,
         rtol=rtol,
-        progress=lambda f, m: progress(0.1 + 0.85 * f, m),
+        progress=lambda f, m: progress(0.95 * f, m),
     )
+    progress(0.97, "logging verification")
     report["attempt"] = summaries.next_attempt(run_data.run_dir)
     summaries.write_verification(run_data.run_dir, report, report["attempt"])
-    progress(1.0, "done")
-    return report
