@@ -10,7 +10,7 @@ from tb_varmap.errors import BadInput
 COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_gru", "static_rnn_lstm",
           "v1_loop"]   # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm",
-          "fam_lstm_seqlen", "fam_gru_static"]
+          "fam_lstm_seqlen", "fam_gru_static", "fam_bilstm"]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,15 @@ def test_static_rnn_gru_becomes_one_gru(logdir):
     np.testing.assert_array_equal(layer.weights[2].numpy(),
                                   np.concatenate([g[6:], g[:6], c]))
     _outputs_ok(rd, bindings, conv, "fam_gru_static", ["y:0"])
+
+
+def test_bidirectional_bw_half_goes_backwards(logdir):
+    outputs = ["seq:0", "y:0"]
+    rd, bindings, conv = _convert(logdir, "fam_bilstm", outputs)
+    fw, _ = _layer(conv, "LSTM")
+    bw, _ = _layer(conv, "GRU")
+    assert fw.go_backwards is False and bw.go_backwards is True
+    _outputs_ok(rd, bindings, conv, "fam_bilstm", outputs)
 
 
 def test_stacked_cells_become_one_stacked_rnn(logdir):

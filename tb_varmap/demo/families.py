@@ -58,6 +58,9 @@ FAMILIES = {f.name: f for f in [
            "last h -> dense(2) -> y"),
     Family("fam_gru_static", {"x": ([None, 5, 3], "float32")}, ["y:0"],
            "x -> static_rnn(GRUCell(6)) over unstack(x, axis=1) -> last h -> dense(2) -> y"),
+    Family("fam_bilstm", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> bidirectional_dynamic_rnn(LSTMCell(8), GRUCell(6)) -> seq = concat(fw, bw), "
+           "final fw h + bw h -> dense(2) -> y"),
     Family("fam_layer_norm", {"x": ([None, 4, 6], "float32")}, ["y:0"],
            "x -> slim.layer_norm (begin_norm_axis=1) -> slim.layer_norm "
            "(begin_norm_axis=-1, BERT style) -> flatten -> dense(3) -> y"),
@@ -177,6 +180,19 @@ def _builders():
             if seq:
                 tf.identity(out, name="seq")
             tf.identity(_dense(state_h(state), 2, "head", 21), name="y")
+        save(model_dir, g)
+
+    def bilstm(model_dir, variant):
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 5, 3], name="x")
+            (fw, bw), (sf, sb) = v1.nn.bidirectional_dynamic_rnn(
+                cells().LSTMCell(8, forget_bias=FORGET_BIAS), cells().GRUCell(6), x,
+                dtype=tf.float32)
+            tf.identity(tf.concat([fw, bw], axis=-1), name="seq")
+            h = tf.concat([sf.h, sb], axis=-1)
+            tf.identity(_dense(h, 2, "head", 51), name="y")
         save(model_dir, g)
 
     def layer_norm(model_dir, variant):
@@ -307,6 +323,7 @@ def _builders():
                                             state_h=h_of, lengths=True),
         "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,
                                            state_h=h_of, static=True),
+        "fam_bilstm": bilstm,
         "fam_layer_norm": layer_norm,
         "fam_ema": ema,
         "fam_slim_resnet": slim_resnet,

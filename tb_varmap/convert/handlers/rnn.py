@@ -3,7 +3,9 @@ MultiRNNCell), as a control-flow-v2 While with the cell in its body function →
 keras.layers.LSTM / GRU(reset_after=False), or RNN(StackedRNNCells) for stacked cells.
 
 The pattern claims the While (TensorList scaffolding inside) and the output
-TensorListStack + transpose. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
+TensorListStack + transpose. A time-reversed input (the bw half of
+bidirectional_dynamic_rnn) becomes go_backwards=True; its sequence output is the loop's
+(processing order), as Keras returns it, and TF's reverse after it stays a separate op. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
 with forget_bias (a Const in the body) folded into the f bias; GRU r, u → z(=u), r, h.
 Anything else in the body (peepholes, cell_clip, projections, sequence_length masks,
 other activations) makes the pattern refuse with the ops it did not expect.
@@ -111,7 +113,7 @@ def dynamic_rnn(gv, node):
     body = Body(_function(gv, node.attr["body"].func.name))
     if len(body.args) != len(ins) or len(body.ret) != len(ins):
         return None
-    x, in_arg = _input_sequence(gv, body, ins)
+    x, in_arg, back = _input_sequence(gv, body, ins)
     if x is None:
         return None
     masks = sorted(n.name for n in body.nodes.values() if n.op in ("Select", "SelectV2"))
@@ -147,14 +149,16 @@ def dynamic_rnn(gv, node):
             c = cells[0]
             if c["kind"] == "lstm":
                 return keras.layers.LSTM(c["units"], return_sequences=seqs,
-                                         return_state=True, name=n, dtype=dtype)
+                                         return_state=True, go_backwards=back, name=n,
+                                         dtype=dtype)
             return keras.layers.GRU(c["units"], reset_after=False, return_sequences=seqs,
-                                    return_state=True, name=n, dtype=dtype)
+                                    return_state=True, go_backwards=back, name=n,
+                                    dtype=dtype)
         stack = [keras.layers.LSTMCell(c["units"], dtype=dtype) if c["kind"] == "lstm"
                  else keras.layers.GRUCell(c["units"], reset_after=False, dtype=dtype)
                  for c in cells]
         return keras.layers.RNN(keras.layers.StackedRNNCells(stack), return_sequences=seqs,
-                                return_state=True, name=n, dtype=dtype)
+                                return_state=True, go_backwards=back, name=n, dtype=dtype)
 
     return Emit(make, [x], outputs, [node.name] + seq_nodes,
                 name=node.name.rsplit("/", 1)[0] if "/" in node.name else node.name,
@@ -172,10 +176,21 @@ def _input_sequence(gv, body, ins):
         if tn.op != "Transpose" or not _perm_102(gv, tn):
             raise Unsupported(f"While {n.name!r}: input list is not a batch-major "
                               "sequence transposed to time-major (time_major=True?)")
-        found.append((gv.inputs_of(tn)[0], k))
+        x, back = gv.inputs_of(tn)[0], False
+        _, rn = _pass_back(gv, x)
+        if rn.op == "ReverseV2" and _time_axis(gv, rn):    # bidirectional_dynamic_rnn bw
+            x, back = gv.inputs_of(rn)[0], True
+        found.append((x, k, back))
     if len(found) != 1:
-        return None, None
+        return None, None, False
     return found[0]
+
+
+def _time_axis(gv, rev):
+    try:
+        return np.ravel(gv.static(gv.inputs_of(rev)[1])).tolist() == [1]
+    except Unsupported:
+        return False
 
 
 def _binding(gv, body, ins, ref, roles, what, node):
