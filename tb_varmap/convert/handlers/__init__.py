@@ -4,5 +4,6 @@ from tb_varmap.convert.handlers import (  # noqa: F401
     activations, conv, dense, elementwise, embedding, identity, normalization, pooling,
     reductions,
     shape)
-# legacy families (dynamic_rnn LSTM/GRU, layer norm, partitioned embedding lookups)
-from tb_varmap.convert.handlers import attention, layernorm, lookup, rnn  # noqa: F401,E402,I001
+# legacy families: RNNs (dynamic_rnn, static_rnn), layer norm, GELU, partitioned lookups
+from tb_varmap.convert.handlers import (  # noqa: F401,E402,I001
+    attention, layernorm, lookup, rnn, rnn_static)

@@ -78,7 +78,6 @@ def layer_norm(gv, mean):
     out = _one(gv, x_mul[0].name + ":0", ("Add", "AddV2"))
     if out is None or _other(gv, out, x_mul[0].name + ":0") != shift.name + ":0":
         return None
-    norm_shape = [shape[a] for a in axes]
     gamma = source(gv, gamma_t, GAMMA) if gamma_t else None
     beta = source(gv, beta_t, BETA) if beta_t else None
     if (gamma_t and gamma is None) or (beta_t and beta is None):
