@@ -97,7 +97,10 @@ def measure(base, opens, timeout_s):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             for tab in ("varmap", "graphs"):
-                rows = [open_tab(browser, base, tab, timeout_s) for _ in range(opens)]
+                rows = []
+                for _ in range(opens):
+                    rows.append(open_tab(browser, base, tab, timeout_s))
+                    print("    %s: %s" % (tab, {k: v for k, v in rows[-1].items() if k != "fetches"}), flush=True)
                 ok = [r for r in rows if "error" not in r]
                 out[tab] = {
                     "first_s": rows[0].get("seconds"),
