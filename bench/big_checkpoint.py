@@ -112,7 +112,10 @@ def main(argv=None):
                                              "--out", os.path.join(work, name + ".keras"), *extra], 3600)
             errors = [l for _, l in lines if "%" not in l[:5] and l.strip()]
             result[name] = {"exit": rc, **stats, "peak_over_checkpoint": stats["peak_rss_mib"] / (ckpt / 2**20),
+                            "peak_above_start_over_checkpoint":
+                                (stats["peak_rss_mib"] - listed["rss_before_rundata_mib"]) / (ckpt / 2**20),
                             "error": errors[-1] if rc not in (0, 1) and errors else None}
+            print("   RSS by phase (MiB): %s" % stats["rss_by_phase_mib"])
             print("%s: exit %s, wall %.1fs, peak %.0f MiB = %.2f x checkpoint (%.0f MiB) %s" % (
                 name, rc, stats["wall_s"], stats["peak_rss_mib"], result[name]["peak_over_checkpoint"],
                 ckpt / 2**20, result[name]["error"] or ""), flush=True)

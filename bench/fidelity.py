@@ -62,7 +62,12 @@ def run_cli(args, timeout):
     out_reader.start()
     deadline = time.time() + timeout
     rc = rusage = None
+    samples = []  # (seconds, RSS MiB) of the child, to attribute the peak to a phase
     while rc is None:
+        try:
+            samples.append((time.perf_counter() - start, common.rss_mib(proc.pid)[0]))
+        except (OSError, TypeError):
+            pass
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             rc, rusage = os.waitstatus_to_exitcode(status), usage
@@ -78,8 +83,20 @@ def run_cli(args, timeout):
     reader.join(5)
     out_reader.join(5)
     stats = {"wall_s": wall, "peak_rss_mib": rusage.ru_maxrss / 1024.0, "user_s": rusage.ru_utime,
-             "sys_s": rusage.ru_stime}
+             "sys_s": rusage.ru_stime, "rss_by_phase_mib": _rss_by_phase(samples, lines)}
     return rc, "".join(out_chunks), lines, stats
+
+
+def _rss_by_phase(samples, lines):
+    """Largest sampled RSS between consecutive progress lines: {"converting": MiB, ...}."""
+    marks = [(0.0, "start")] + [(t, line.split("%", 1)[-1].strip()) for t, line in lines if "%" in line[:5]]
+    out = {}
+    for i, (t0, name) in enumerate(marks):
+        t1 = marks[i + 1][0] if i + 1 < len(marks) else float("inf")
+        values = [rss for t, rss in samples if t0 <= t < t1 and rss is not None]
+        if values:
+            out[name] = round(max(max(values), out.get(name, 0.0)), 1)
+    return out
 
 
 def _phase_times(lines, wall):

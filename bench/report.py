@@ -144,9 +144,11 @@ def big_checkpoint(d):
                           lst["added_mib"], lst["rss_before_mib"])]
     for name in ("export", "export_verify"):
         r = d[name]
-        out.append("| `tb-varmap export%s` | %.0f MiB | %.2f × checkpoint | %s | %s |" % (
-            " --verify" if name.endswith("verify") else "", r["peak_rss_mib"], r["peak_over_checkpoint"], r["exit"],
-            r.get("error") or ""))
+        out.append("| `tb-varmap export%s` | %.0f MiB | %.2f × checkpoint (%s above an idle TF+Keras process) | %s | %s |" % (
+            " --verify" if name.endswith("verify") else "", r["peak_rss_mib"], r["peak_over_checkpoint"],
+            _n(r.get("peak_above_start_over_checkpoint"), "%.2f ×"), r["exit"], r.get("error") or ""))
+        if r.get("rss_by_phase_mib"):
+            out.append("|   RSS by phase | %s | | | |" % ", ".join("%s %.0f" % kv for kv in r["rss_by_phase_mib"].items()))
     return out
 
 
