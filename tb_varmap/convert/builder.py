@@ -310,6 +310,9 @@ def _prune(emits, outputs):
     for e in reversed(emits):
         if any(o in need for o in e.outputs):
             keep.append(e)
+            # provided now: an earlier emit of the same tensors (a node a later pattern
+            # also covers, e.g. the last step of an unrolled RNN) is not needed for them
+            need.difference_update(e.outputs)
             need.update(e.inputs)
     return keep[::-1]
 
