@@ -8,9 +8,9 @@ from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
 COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_gru", "static_rnn_lstm",
-          "v1_loop"]   # for the registry meta-test
+          "static_rnn_sequence", "v1_loop"]   # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm",
-          "fam_lstm_seqlen", "fam_gru_static", "fam_bilstm"]
+          "fam_lstm_seqlen", "fam_gru_static", "fam_bilstm", "fam_lstm_static_seq"]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,44 @@ def test_bidirectional_bw_half_goes_backwards(logdir):
     bw, _ = _layer(conv, "GRU")
     assert fw.go_backwards is False and bw.go_backwards is True
     _outputs_ok(rd, bindings, conv, "fam_bilstm", outputs)
+
+
+def test_unrolled_stack_with_every_output_becomes_one_rnn(logdir):
+    """static_rnn(MultiRNNCell of 2 BasicLSTMCell), outputs stacked + last h used."""
+    outputs = ["seq:0", "y:0"]
+    rd, bindings, conv = _convert(logdir, "fam_lstm_static_seq", outputs)
+    layer, lb = _layer(conv, "RNN")
+    assert [c.units for c in layer.cell.cells] == [8, 6]
+    assert [lb.keras_class for lb in conv.layers] == ["RNN", "Dense"]   # nothing per-op
+    rep = _outputs_ok(rd, bindings, conv, "fam_lstm_static_seq", outputs)
+    assert rep["passed"], rep["gradients"]
+
+
+@pytest.mark.slow
+def test_real_tf012_char_rnn_becomes_stacked_lstm(tmp_path):
+    """The real TF 0.12 char-RNN: 2 x BasicLSTMCell(128) unrolled 50 steps (Concat v1,
+    Add bias), every step's h concatenated → Sequential([RNN(StackedRNNCells), Reshape])."""
+    import shutil
+
+    shutil.copytree("/work/shared/fixtures/real/charrnn_lstm_tf012", tmp_path / "charrnn")
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+    from tb_varmap.verify import verify
+
+    rd = RunData(str(tmp_path), "charrnn")
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    inputs, outputs = rd.default_io()
+    conv = convert_graph(rd.graph_def, inputs, outputs, bindings)
+    assert conv.report["custom_weights"]["params"] == 0
+    seq = [lb for lb in conv.layers if lb.keras_class == "Sequential"]
+    assert len(seq) == 1
+    rnn = conv.model.get_layer(seq[0].layer).layers[0]
+    assert [c.units for c in rnn.cell.cells] == [128, 128]
+    rep = verify(rd.graph_def, inputs, outputs, bindings, conv)
+    for o in rep["outputs"]:             # 50 steps x 2 layers: float reassociation only
+        assert o["status"] == "OK" and o["max_abs"] < 1e-5, o
 
 
 def test_stacked_cells_become_one_stacked_rnn(logdir):

@@ -58,6 +58,9 @@ FAMILIES = {f.name: f for f in [
            "last h -> dense(2) -> y"),
     Family("fam_gru_static", {"x": ([None, 5, 3], "float32")}, ["y:0"],
            "x -> static_rnn(GRUCell(6)) over unstack(x, axis=1) -> last h -> dense(2) -> y"),
+    Family("fam_lstm_static_seq", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> static_rnn(MultiRNNCell([BasicLSTMCell(8), BasicLSTMCell(6)])) -> "
+           "seq = stack(outputs, axis=1), last h -> dense(2) -> y"),
     Family("fam_bilstm", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
            "x -> bidirectional_dynamic_rnn(LSTMCell(8), GRUCell(6)) -> seq = concat(fw, bw), "
            "final fw h + bw h -> dense(2) -> y"),
@@ -323,6 +326,9 @@ def _builders():
                                             state_h=h_of, lengths=True),
         "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,
                                            state_h=h_of, static=True),
+        "fam_lstm_static_seq": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(
+            [cells().BasicLSTMCell(8), cells().BasicLSTMCell(6)]),
+            state_h=lambda st: st[-1].h, static=True),
         "fam_bilstm": bilstm,
         "fam_layer_norm": layer_norm,
         "fam_ema": ema,

@@ -166,9 +166,12 @@ def _static_rnn(gv, matmul, role, step_fn):
             [s["x"] for s in steps] != [(unpack.name, k) for k in range(len(steps))] or \
             gv.attr(unpack, "num", 0) != len(steps):
         return None
-    for s in steps[:-1]:                 # intermediate states feed the next step only
-        if any(_ref_t(s[k[:-5]]) in gv.outputs for k in states):
-            return None
+    for s, nxt_step in zip(steps, steps[1:]):   # intermediate states feed the next step only
+        for k in states:
+            t = _ref_t(s[k[:-5]])
+            inside = s["nodes"] | nxt_step["nodes"]        # c feeds its own tanh too
+            if t in gv.outputs or any(c not in inside for c, _ in gv.consumers.get(t, [])):
+                return None
     same = [("bias", lambda s: s["bias"])]
     if first["kind"] == "gru":
         same += [("cand", lambda s: s["cand"]), ("cand_bias", lambda s: s["cand_bias"])]
@@ -240,3 +243,194 @@ def _static_weights(first, kb, binds, n_steps):
                Weight(1, rec, kb, note=gk), Weight(1, rec, binds["cand"], note=gk),
                Weight(2, bias, binds["bias"], note=gb),
                Weight(2, bias, binds["cand_bias"], note=gb)]
+
+
+# ------------------------------------------------- whole sequences (every step's h used)
+
+def _split_in(gv, n):
+    """Split's value input (old and new Split both take split_dim first)."""
+    return gv.inputs_of(n)[1]
+
+
+def _concat_parts(gv, n):
+    """Values and axis of Concat (axis first) / ConcatV2 (axis last), axis None if not
+    constant."""
+    ins = gv.inputs_of(n)
+    vals, axis_t = (ins[1:], ins[0]) if n.op == "Concat" else (ins[:-1], ins[-1])
+    c = gv.const(axis_t)
+    return vals, (int(c.reshape(())) if c is not None and c.size == 1 else None)
+
+
+def _lstm_back(gv, h_t):
+    """Match one LSTM step backwards from its new h, in any TF version's spelling
+    (Concat/ConcatV2, Add/BiasAdd bias): dict of its pieces, or None."""
+    nodes = gv.nodes
+    h = nodes[node_of(h_t)]
+    if h.op != "Mul":
+        return None
+    a, b = (nodes[node_of(t)] for t in gv.inputs_of(h))
+    tanh_c, sig_o = (a, b) if a.op == "Tanh" else (b, a)
+    if tanh_c.op != "Tanh" or sig_o.op != "Sigmoid":
+        return None
+    c_new = nodes[node_of(gv.inputs_of(tanh_c)[0])]
+    o_t = gv.inputs_of(sig_o)[0]
+    split = nodes[node_of(o_t)]
+    if split.op != "Split" or o_t != f"{split.name}:3" or split.attr["num_split"].i != 4:
+        return None
+    pre = nodes[node_of(_split_in(gv, split))]
+    if pre.op not in ("Add", "AddV2", "BiasAdd"):
+        return None
+    mm_t = [t for t in gv.inputs_of(pre) if nodes[node_of(t)].op == "MatMul"]
+    if len(mm_t) != 1:
+        return None
+    mm = nodes[node_of(mm_t[0])]
+    bias = gv.var([t for t in gv.inputs_of(pre) if t != mm_t[0]][0])
+    kernel = gv.var(gv.inputs_of(mm)[1])
+    cat = nodes[node_of(gv.inputs_of(mm)[0])]
+    if kernel is None or bias is None or cat.op not in ("Concat", "ConcatV2") or \
+            mm.attr["transpose_a"].b or mm.attr["transpose_b"].b:
+        return None
+    vals, axis = _concat_parts(gv, cat)
+    if len(vals) != 2 or axis not in (1, -1) or c_new.op not in ("Add", "AddV2"):
+        return None
+    # c_new = c_prev * sigmoid(f + fb) + sigmoid(i) * tanh(j)
+    c_prev, fb = None, None
+    for t in gv.inputs_of(c_new):
+        m = nodes[node_of(t)]
+        if m.op != "Mul":
+            return None
+        for x, y in (gv.inputs_of(m), gv.inputs_of(m)[::-1]):
+            s = nodes[node_of(y)]
+            if s.op != "Sigmoid":
+                continue
+            f = nodes[node_of(gv.inputs_of(s)[0])]
+            if f.op in ("Add", "AddV2") and f"{split.name}:2" in gv.inputs_of(f):
+                other = [i for i in gv.inputs_of(f) if i != f"{split.name}:2"][0]
+                k = gv.const(other)
+                if k is not None and k.size == 1:
+                    c_prev, fb = x, float(k.reshape(()))
+    if c_prev is None:
+        return None
+    return {"x": vals[0], "h_prev": vals[1], "c_prev": c_prev, "c": f"{c_new.name}:0",
+            "h": h_t, "kernel": kernel, "bias": bias, "fb": fb, "split": split,
+            "first": cat.name}
+
+
+def _step_nodes(gv, step):
+    """Nodes of one step: back from h / c to x, h_prev, c_prev and the constants."""
+    stop = {node_of(step[k]) for k in ("x", "h_prev", "c_prev")}
+    region, todo = set(), [node_of(step["h"]), node_of(step["c"])]
+    while todo:
+        n = todo.pop()
+        if n in region or n in stop or not gv.is_live(n + ":0"):
+            continue
+        region.add(n)
+        todo += [node_of(t) for t in gv.inputs_of(gv.nodes[n])]
+    return region
+
+
+def _step_input(gv, x_t):
+    """x_t = Unpack(X, axis=1):t or Squeeze(Split(X, T, axis=1):t, [1]) → (X, t, T)."""
+    n = gv.nodes[node_of(x_t)]
+    idx = int(x_t.split(":")[1])
+    if n.op == "Unpack" and gv.attr(n, "axis", 0) == 1:
+        return gv.inputs_of(n)[0], idx, gv.attr(n, "num", 0), [n.name]
+    if n.op == "Squeeze" and list(gv.attr(n, "squeeze_dims", []) or []) == [1]:
+        t = gv.inputs_of(n)[0]
+        s = gv.nodes[node_of(t)]
+        if s.op == "Split" and s.attr["num_split"].i >= 1:
+            dim = gv.const(gv.inputs_of(s)[0])
+            if dim is not None and int(dim.reshape(())) == 1:
+                return _split_in(gv, s), int(t.split(":")[1]), s.attr["num_split"].i, \
+                    [s.name, n.name]
+    return None
+
+
+@register_pattern("static_rnn_sequence", ops=("Concat", "ConcatV2", "Pack"))
+def static_rnn_sequence(gv, node):
+    """Unrolled (possibly stacked) LSTM whose every step output is gathered:
+    Pack(h_0..h_T-1, axis=1) → RNN(StackedRNNCells, return_sequences, return_state: the
+    last h, c of each layer may be used too), or Concat(h_0..h_T-1, axis=1) →
+    Sequential([that RNN, Reshape((T*u,))]) (nothing but the sequence used). Needs the
+    kernels' role lstm.kernel (inferred or tagged; tag custom.param to keep per-op)."""
+    import keras
+
+    if node.op == "Pack":
+        hs, axis = gv.inputs_of(node), gv.attr(node, "axis", 0)
+    else:
+        hs, axis = _concat_parts(gv, node)
+    if axis != 1 or len(hs) < 2 or not all(gv.is_live(h) for h in hs):
+        return None
+    first = _lstm_back(gv, hs[0])
+    if first is None or first["kernel"].role != "lstm.kernel":    # tagged or inferred
+        return None
+    layers = []                          # bottom-up: [[step per t]]
+    tops = hs
+    while True:
+        steps = [_lstm_back(gv, h) for h in tops]
+        if any(s is None for s in steps):
+            return None
+        for a, b in zip(steps, steps[1:]):
+            if b["h_prev"] != a["h"] or b["c_prev"] != a["c"] or \
+                    b["kernel"] is not a["kernel"] or b["bias"] is not a["bias"] or \
+                    b["fb"] != a["fb"]:
+                return None
+        if not (_is_zero(gv, steps[0]["h_prev"]) and _is_zero(gv, steps[0]["c_prev"])):
+            return None
+        layers.insert(0, steps)
+        below = [_lstm_back(gv, s["x"]) for s in steps]
+        if all(b is not None for b in below):
+            tops = [s["x"] for s in steps]
+            continue
+        if any(b is not None for b in below):
+            return None
+        break
+    ins = [_step_input(gv, s["x"]) for s in layers[0]]
+    if any(i is None for i in ins) or len({i[0] for i in ins}) != 1 or \
+            [i[1] for i in ins] != list(range(len(ins))) or ins[0][2] != len(ins):
+        return None
+    x = ins[0][0]
+    nodes = set()
+    for steps in layers:
+        for s in steps:
+            nodes |= _step_nodes(gv, s)
+    flat = node.op != "Pack"
+    # Pack: final states come out too (RNN return_state); Concat: only the sequence
+    finals = set() if flat else {s[-1][k] for s in layers for k in ("h", "c")}
+    allowed = nodes | {node.name}
+    for n in nodes:                      # nothing else leaves the unrolled stack
+        for i in gv.used_outputs(n):
+            t = f"{n}:{i}"
+            if t in finals:
+                continue
+            if t in gv.outputs or any(c not in allowed for c, _ in gv.consumers.get(t, [])):
+                return None
+    weights, cells = [], []
+    for j, steps in enumerate(layers):
+        s0 = steps[0]
+        cell = _static_weights({"kind": "lstm", "fb": s0["fb"]}, s0["kernel"],
+                               {"bias": s0["bias"]}, len(steps))
+        if cell is None:
+            return None
+        units, ws = cell
+        cells.append(units)
+        weights += [Weight(3 * j + w.attr, w.value, w.binding, note=w.note) for w in ws]
+    dtype = np.asarray(first["kernel"].value).dtype.name
+    steps_n = len(hs)
+    outputs = [node.name + ":0"]
+    if not flat:
+        outputs += [s[-1][k] for s in layers for k in ("h", "c")]
+
+    def make(n):
+        rnn = keras.layers.RNN(keras.layers.StackedRNNCells(
+            [keras.layers.LSTMCell(u, dtype=dtype) for u in cells]),
+            return_sequences=True, return_state=not flat,
+            name=f"{n}_rnn" if flat else n, dtype=dtype)
+        if not flat:
+            return rnn
+        return keras.Sequential([rnn, keras.layers.Reshape((steps_n * cells[-1],))],
+                                name=n)
+
+    order = [n for n in gv.order if n in nodes] + [node.name]
+    return Emit(make, [x], outputs, order,
+                name=node_of(first["first"]).split("/")[0] + "_lstm", weights=weights)
