@@ -62,10 +62,22 @@ def command_line():
         if sys.argv and sys.argv[0].endswith(".py") else " ".join(sys.argv)
 
 
+def revision():
+    """The repository commit the figures were measured on (+ " with local changes in tb_varmap")."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "tb_varmap"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" with local changes in tb_varmap" if dirty else "")
+    except OSError:
+        return None
+
+
 def save(out_dir, name, payload):
     """Writes <out_dir>/<name>.json with the command and machine; returns the path."""
     os.makedirs(out_dir, exist_ok=True)
-    payload = dict(payload, command=command_line(), machine=machine(), loadavg_at_end=os.getloadavg(),
+    payload = dict(payload, command=command_line(), machine=machine(), loadavg_at_end=os.getloadavg(), revision=revision(),
                    finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     path = os.path.join(out_dir, name + ".json")
     with open(path + ".tmp", "w") as f:

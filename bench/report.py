@@ -26,8 +26,9 @@ def _e(x):
 
 
 def _head(d):
-    return ["", "`%s`  " % d["command"], "Machine: %s. Finished %s, load average at the end %s."
-            % (d["machine"], d["finished"], ", ".join("%.1f" % x for x in d.get("loadavg_at_end", []))), ""]
+    return ["", "`%s`  " % d["command"], "Machine: %s. Finished %s at commit %s, load average at the end %s."
+            % (d["machine"], d["finished"], d.get("revision") or "(not recorded)",
+               ", ".join("%.1f" % x for x in d.get("loadavg_at_end", []))), ""]
 
 
 def graph_api(d):
