@@ -10,7 +10,8 @@ from tb_varmap.errors import BadInput
 COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_gru", "static_rnn_lstm",
           "static_rnn_sequence", "v1_loop"]   # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm",
-          "fam_lstm_seqlen", "fam_gru_static", "fam_bilstm", "fam_lstm_static_seq"]
+          "fam_lstm_seqlen", "fam_gru_static", "fam_bilstm", "fam_lstm_static_seq",
+          "fam_lstm_proj"]
 
 
 @pytest.fixture(scope="module")
@@ -172,10 +173,32 @@ def test_stacked_cells_become_one_stacked_rnn(logdir):
     _outputs_ok(rd, bindings, conv, "fam_lstm_stacked", outputs)
 
 
-def test_peephole_cell_is_refused_with_reason(logdir):
-    with pytest.raises(BadInput, match="custom cell") as e:
-        _convert(logdir, "fam_lstm_peephole", ["y:0"])
-    assert "rnn/while" in str(e.value)
+@pytest.mark.parametrize("run,flags", [
+    ("fam_lstm_peephole", {"use_peepholes": True, "cell_clip": 3.0, "num_proj": None}),
+    ("fam_lstm_proj", {"use_peepholes": False, "num_proj": 4, "proj_clip": 0.3})])
+def test_lstm_cell_extras_become_custom_tf_cell(logdir, run, flags, tmp_path):
+    """Peepholes / cell_clip / num_proj: keras RNN over the custom TfLSTMCell, weights in
+    TF's layout (trainable), bit-exact outputs, reloadable with safe_mode."""
+    import keras
+
+    outputs = ["y:0"]
+    rd, bindings, conv = _convert(logdir, run, outputs)
+    layer, lb = _layer(conv, "RNN")
+    assert not lb.standard and type(layer.cell).__name__ == "TfLSTMCell"
+    cfg = layer.cell.get_config()
+    assert {k: cfg[k] for k in flags} == pytest.approx(flags)
+    assert cfg["forget_bias"] == pytest.approx(FORGET_BIAS if run == "fam_lstm_proj" else 1.0)
+    for v in lb.variables:
+        w = next(w for w in conv.model.weights if w.path == v["weight"])
+        np.testing.assert_array_equal(w.numpy(), rd.read_variable(v["variable"]))
+        assert w.trainable
+    _outputs_ok(rd, bindings, conv, run, outputs, atol=1e-6)
+    path = str(tmp_path / "m.keras")
+    conv.model.save(path)
+    x = sample_feed(run)["x"]
+    np.testing.assert_array_equal(
+        np.asarray(keras.saving.load_model(path, safe_mode=True)(x)),
+        np.asarray(conv.model(x)))
 
 
 def test_sequence_length_is_refused_with_reason(logdir):

@@ -64,3 +64,66 @@ class BroadcastLayerNorm(keras.layers.Layer):
         config.update(axis=self.axis, epsilon=self.epsilon, param_shape=self.param_shape,
                       center=self.center, scale=self.scale)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tb_varmap")
+class TfLSTMCell(keras.layers.Layer):
+    """tf.compat.v1.nn.rnn_cell.LSTMCell as TF computes it, for what keras LSTMCell lacks:
+    peepholes (w_f_diag, w_i_diag, w_o_diag), cell_clip, num_proj (+ proj_clip).
+    Weights keep TF's layout: kernel [in + out, 4u] (gates i, j, f, o), bias [4u],
+    projection [u, num_proj]. State: [c, h]; use inside keras.layers.RNN."""
+
+    def __init__(self, units, forget_bias=1.0, use_peepholes=False, cell_clip=None,
+                 num_proj=None, proj_clip=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.forget_bias = float(forget_bias)
+        self.use_peepholes = bool(use_peepholes)
+        self.cell_clip = None if cell_clip is None else float(cell_clip)
+        self.num_proj = None if num_proj is None else int(num_proj)
+        self.proj_clip = None if proj_clip is None else float(proj_clip)
+        out = self.num_proj or self.units
+        self.state_size = [self.units, out]
+        self.output_size = out
+
+    def build(self, input_shape):
+        n_in, u, out = int(input_shape[-1]), self.units, self.num_proj or self.units
+        self.kernel = self.add_weight(name="kernel", shape=(n_in + out, 4 * u))
+        self.bias = self.add_weight(name="bias", shape=(4 * u,), initializer="zeros")
+        if self.use_peepholes:
+            self.w_f_diag = self.add_weight(name="w_f_diag", shape=(u,))
+            self.w_i_diag = self.add_weight(name="w_i_diag", shape=(u,))
+            self.w_o_diag = self.add_weight(name="w_o_diag", shape=(u,))
+        if self.num_proj:
+            self.projection = self.add_weight(name="projection", shape=(u, self.num_proj))
+        self.built = True
+
+    def call(self, x, states, training=False):
+        import tensorflow as tf
+
+        c_prev, m_prev = states[0], states[1]
+        z = tf.nn.bias_add(tf.matmul(tf.concat([x, m_prev], 1), self.kernel), self.bias)
+        i, j, f, o = tf.split(z, 4, axis=1)
+        if self.use_peepholes:
+            c = (tf.sigmoid(f + self.forget_bias + self.w_f_diag * c_prev) * c_prev
+                 + tf.sigmoid(i + self.w_i_diag * c_prev) * tf.tanh(j))
+        else:
+            c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
+        if self.cell_clip is not None:
+            c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
+        if self.use_peepholes:
+            m = tf.sigmoid(o + self.w_o_diag * c) * tf.tanh(c)
+        else:
+            m = tf.sigmoid(o) * tf.tanh(c)
+        if self.num_proj:
+            m = tf.matmul(m, self.projection)
+            if self.proj_clip is not None:
+                m = tf.clip_by_value(m, -self.proj_clip, self.proj_clip)
+        return m, [c, m]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, forget_bias=self.forget_bias,
+                      use_peepholes=self.use_peepholes, cell_clip=self.cell_clip,
+                      num_proj=self.num_proj, proj_clip=self.proj_clip)
+        return config

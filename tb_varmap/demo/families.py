@@ -64,6 +64,8 @@ FAMILIES = {f.name: f for f in [
     Family("fam_bilstm", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
            "x -> bidirectional_dynamic_rnn(LSTMCell(8), GRUCell(6)) -> seq = concat(fw, bw), "
            "final fw h + bw h -> dense(2) -> y"),
+    Family("fam_lstm_proj", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> dynamic_rnn(LSTMCell(8, num_proj=4, proj_clip=0.3)) -> seq, last h -> y"),
     Family("fam_layer_norm", {"x": ([None, 4, 6], "float32")}, ["y:0"],
            "x -> slim.layer_norm (begin_norm_axis=1) -> slim.layer_norm "
            "(begin_norm_axis=-1, BERT style) -> flatten -> dense(3) -> y"),
@@ -330,6 +332,8 @@ def _builders():
             [cells().BasicLSTMCell(8), cells().BasicLSTMCell(6)]),
             state_h=lambda st: st[-1].h, static=True),
         "fam_bilstm": bilstm,
+        "fam_lstm_proj": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(
+            8, num_proj=4, proj_clip=0.3, forget_bias=FORGET_BIAS), state_h=h_of),
         "fam_layer_norm": layer_norm,
         "fam_ema": ema,
         "fam_slim_resnet": slim_resnet,

@@ -7,8 +7,9 @@ TensorListStack + transpose. A time-reversed input (the bw half of
 bidirectional_dynamic_rnn) becomes go_backwards=True; its sequence output is the loop's
 (processing order), as Keras returns it, and TF's reverse after it stays a separate op. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
 with forget_bias (a Const in the body) folded into the f bias; GRU r, u → z(=u), r, h.
-Anything else in the body (peepholes, cell_clip, projections, sequence_length masks,
-other activations) makes the pattern refuse with the ops it did not expect.
+An LSTMCell with peepholes / cell_clip / num_proj becomes keras RNN over the custom
+TfLSTMCell (rnn_custom.py); anything else (sequence_length masks, other activations)
+makes the pattern refuse with the ops it did not expect.
 """
 
 from collections import Counter
@@ -124,11 +125,17 @@ def dynamic_rnn(gv, node):
                           "drop sequence_length, or keep the loop as custom ops)")
     try:
         cells = _cells(gv, body, ins, in_arg, node)
+        if cells:
+            _check_ops(body, cells, node)
     except Unsupported as e:
-        raise Unsupported(f"{e}{_unexpected(body, ins, gv)}") from None
+        from tb_varmap.convert.handlers.rnn_custom import tf_lstm_cell
+
+        custom = tf_lstm_cell(gv, node, body, ins, x, in_arg, back)
+        if custom is None:
+            raise Unsupported(f"{e}{_unexpected(body, ins, gv)}") from None
+        return custom
     if not cells:
         return None
-    _check_ops(body, cells, node)
     for c in cells:
         for k in c["state_args"]:
             _zero_state(gv, ins[k], node)
