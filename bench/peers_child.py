@@ -109,7 +109,7 @@ def main():
         row["standard_params"], row["other_params"], row["trainable_params"], row["layer_classes"] = \
             _keras_stats(model)
     except Exception as e:  # noqa: BLE001
-        row["error"] = "loading/running the onnx2tf Keras model: %s: %s" % (type(e).__name__, str(e)[:300])
+        row["error"] = "loading/running the onnx2tf Keras model: %s: %s" % (type(e).__name__, " ".join(str(e).split())[-300:])
     return row
 
 
