@@ -433,6 +433,16 @@ class _Original:
         if init:
             self.session.run(init, feed_dict=self.feed)
 
+    def fresh_session(self):
+        """A new session over the graph as it is now. Building gradients of a While loop
+        adds outputs to the forward loop, which a session that already ran it cannot see."""
+        import tensorflow as tf
+
+        self.session.close()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.init()
+        return self.session
+
     def run(self, names):
         """{name: ndarray | Exception}; one failing tensor does not sink the others."""
         names = list(dict.fromkeys(names))
@@ -463,8 +473,8 @@ def _read_dtype(node):
 
 class _PartLayout:
     """Where each partition `…/part_N` of a variable lies in its logical (joined) value:
-    contiguous slices along the partition axis, or with a `mod` embedding lookup (a
-    FloorMod in the lookup's scope) row i of the value in part i % P at row i // P."""
+    contiguous slices along the partition axis, or with a `mod` embedding lookup (ids
+    partitioned by a FloorMod) row i of the value in part i % P at row i // P."""
 
     def __init__(self, nodes, cons, tensors, full_shape):
         self.part = {}
@@ -504,10 +514,10 @@ class _PartLayout:
 
 
 def _mod_lookup(nodes, cons, tensors):
-    """True if a gather reading these tensors sits in a scope with a FloorMod (the
-    `mod` partition strategy of embedding_lookup)."""
-    mod_scopes = {n.rpartition("/")[0] for n, node in nodes.items()
-                  if node.op in ("FloorMod", "Mod")}
+    """True if the gathers reading these partitions take ids that a DynamicPartition split
+    by `id % P` (embedding_lookup's "mod" strategy; "div" splits by a Maximum of FloorDivs,
+    though its scope holds a FloorMod too)."""
+    found = set()
     todo, seen = [_node_name(t) for t in tensors], set()
     while todo:
         cur = todo.pop()
@@ -518,12 +528,19 @@ def _mod_lookup(nodes, cons, tensors):
             if node.op in ("Identity", "ReadVariableOp"):
                 todo.append(node.name)
             elif node.op in ("Gather", "GatherV2", "ResourceGather") and slot == 0:
-                scope = node.name.rpartition("/")[0]
-                while scope:
-                    if scope in mod_scopes:
-                        return True
-                    scope = scope.rpartition("/")[0]
-    return False
+                ids = _producer(nodes, node.input[1])
+                if ids is not None and ids.op == "DynamicPartition":
+                    assign = _producer(nodes, ids.input[1])
+                    found.add(assign is not None and assign.op in ("FloorMod", "Mod"))
+    return found == {True}
+
+
+def _producer(nodes, tensor, skip=("Identity", "Cast")):
+    """The node producing `tensor`, looking through Identity and Cast."""
+    node = nodes.get(_node_name(tensor))
+    while node is not None and node.op in skip and node.input:
+        node = nodes.get(_node_name(node.input[0]))
+    return node
 
 
 def _handles(nodes, v):
@@ -943,6 +960,11 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
                 "differentiate through them), while the original gradient is non-zero"))
             continue
         g_k, why = _to_variable_layout(v, paths, weights, kg)
+        if isinstance(g_k, Grouped):
+            g_tf = np.bincount(g_k.groups, weights=np.asarray(g_tf, np.float64).ravel(),
+                               minlength=g_k.sums.size)
+            rows[i].update(compare(g_k.sums, g_tf, atol, rtol), note=g_k.NOTE)
+            continue
         rows[i].update(failed(why) if why else compare(g_k, g_tf, atol, rtol))
     return rows
 
@@ -969,7 +991,7 @@ def _original_gradients(orig, todo, ys, gy_values):
                     built.append(_grad_reason(orig, v.name, e))
     ready = [t for t in built if not isinstance(t, str)]
     try:
-        values = iter(orig.session.run(ready, feed_dict=orig.feed))
+        values = iter(orig.fresh_session().run(ready, feed_dict=orig.feed))
         return [t if isinstance(t, str) else next(values) for t in built]
     except Exception:  # noqa: BLE001
         pass
@@ -1030,6 +1052,13 @@ def _to_variable_layout(v, paths, weights, kg):
         out = np.zeros(value.size, dtype=kgrad.dtype)
         out[src] = kgrad
         return out.reshape(value.shape), None
+    if kvals.size > value.size:  # the weights also hold other variables (GRU)
+        pos = _locate(value.reshape(-1).astype(np.float64), kvals)
+        if pos is not None:
+            return kgrad[pos].reshape(value.shape), None
+    grouped = _grouped(value.reshape(-1).astype(np.float64), kvals, kgrad)
+    if grouped is not None:
+        return grouped, None
     if same_shape:
         return kg[paths[0]], None
     return None, (f"Keras weights {paths} do not hold the variable's values in a layout "
@@ -1069,6 +1098,49 @@ def _trace_values(kvals, flat):
         else:
             return None
     return src if np.unique(src).size == flat.size else None
+
+
+def _locate(flat, kvals):
+    """Index into `kvals` of each value of `flat` (each found once, exactly up to float32
+    rounding); None when the values are not unique there or some are missing."""
+    if np.unique(kvals).size != kvals.size:
+        return None
+    order = np.argsort(kvals)
+    ordered = kvals[order]
+    pos = np.clip(np.searchsorted(ordered, flat), 1, ordered.size - 1)
+    left, right = ordered[pos - 1], ordered[pos]
+    pick = np.where(np.abs(flat - left) <= np.abs(flat - right), pos - 1, pos)
+    tol = 4 * np.finfo(np.float32).eps * np.maximum(1.0, np.abs(flat))
+    if not np.all(np.abs(ordered[pick] - flat) <= tol):
+        return None
+    found = order[pick]
+    return found if np.unique(found).size == flat.size else None
+
+
+class Grouped:
+    """Gradients summed per distinct value of a variable (see _grouped)."""
+
+    NOTE = ("equal values make the element mapping ambiguous: gradients compared summed "
+            "per distinct value")
+
+    def __init__(self, sums, groups):
+        self.sums, self.groups = sums, groups
+
+
+def _grouped(flat, kvals, kgrad):
+    """When equal values make the element mapping ambiguous: for each distinct value of
+    the variable, the Keras gradient summed over the positions holding that value, which
+    must be as many as the variable's. None when the counts do not match."""
+    values, groups, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    order = np.argsort(kvals)
+    ordered = kvals[order]
+    tol = 4 * np.finfo(np.float32).eps * np.maximum(1.0, np.abs(values))
+    lo = np.searchsorted(ordered, values - tol, side="left")
+    hi = np.searchsorted(ordered, values + tol, side="right")
+    if not np.array_equal(hi - lo, counts):
+        return None
+    cumulative = np.concatenate([[0.0], np.cumsum(kgrad[order].astype(np.float64))])
+    return Grouped(cumulative[hi] - cumulative[lo], groups.ravel())
 
 
 def _worst(rows, n=WORST):
