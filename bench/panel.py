@@ -70,6 +70,7 @@ def open_tab(browser, base, tab, timeout_s):
         cdp.send("HeapProfiler.collectGarbage")
         shell = cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20
         start = time.perf_counter()
+        switched_at = None
         switched_at = page.evaluate("tab => { location.hash = tab; return (performance.timeOrigin + performance.now()) / 1000; }",
                                     "#" + tab)
         ready = _varmap_ready if tab == "varmap" else _graphs_ready
@@ -84,7 +85,16 @@ def open_tab(browser, base, tab, timeout_s):
         return {"seconds": seconds, "heap_mib": heap["usedSize"] / 2**20, "heap_after_gc_mib": heap_gc,
                 "shell_heap_mib": shell, "drawn_items": items, "ready_at_s": ready_at, "fetches": fetches}
     except Exception as e:  # record the failure with what the page shows
-        return {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300])}
+        row = {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300])}
+        try:
+            frame = page.frames[-1]
+            row["page_state"] = frame.evaluate(
+                "() => { const r = document.querySelector('#varmap-root'); const s = r && r.querySelector('.gstatus');"
+                " return r ? {dataset: {...r.dataset}, status: s && s.textContent} : null; }")
+            row["fetches"], row["gave_up_at_s"] = _timeline(frame, switched_at)
+        except Exception:  # noqa: BLE001  the page may be gone
+            pass
+        return row
     finally:
         context.close()
 
