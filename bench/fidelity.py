@@ -150,6 +150,9 @@ def export_one(logdir, run, model_path, timeout):
         "status_gradients": _statuses(v.get("gradients")),
         "status_outputs": _statuses(v.get("outputs")),
         "worst": v.get("worst", [])[:5],
+        "not_ok": [{k: row.get(k) for k in ("layer", "variable", "name", "status", "reason", "max_abs", "max_rel")}
+                   for section in ("gradients", "outputs") for row in v.get(section) or []
+                   if row.get("status") != "OK"][:10],
         "layers": len(conv.get("layers", [])),
         "standard_params": (conv.get("standard_weights") or {}).get("params"),
         "custom_params": (conv.get("custom_weights") or {}).get("params"),
