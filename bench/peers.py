@@ -49,9 +49,10 @@ def ours(logdir, run, work):
     inputs, outputs = export_run.choose_io(run_data, tags)
     bindings, _ = export_run.variable_bindings(run_data, run_data.latest_step, tags)
     row["trainable_params_original"] = int(sum(np.size(b.value) for b in bindings if b.trainable))
-    frozen = speed.frozen_graph(run_data.graph_def, outputs, bindings)
+    parts = speed.partition_values(run_data, run_data.latest_step)
+    frozen = speed.frozen_graph(run_data.graph_def, outputs, bindings, parts)
     feed = verify.make_inputs(run_data.graph_def.SerializeToString(), inputs, bindings, seed=0, batch=4)
-    session, fetch, tensor = speed.frozen_session(run_data.graph_def, outputs, bindings)
+    session, fetch, tensor = speed.frozen_session(run_data.graph_def, outputs, bindings, parts)
     expected = session.run(fetch, {tensor(k): v for k, v in feed.items()})
     if rc == 0:
         model = keras.saving.load_model(model_path)

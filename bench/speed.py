@@ -28,9 +28,37 @@ def _median_time(fn, repeats, warmup=3):
     return float(np.median(times)), times
 
 
-def frozen_graph(graph_def, outputs, bindings):
+def partition_values(run_data, step):
+    """{read tensor of one partition: that partition's value} for partitioned variables: the
+    checkpoint holds one tensor per partition, or the partitions concatenated along the
+    partition axis (Saver slices); the graph's VariableV2/VarHandleOp shapes give the sizes."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(run_data.checkpoint_prefix(step))
+    nodes = {n.name: n for n in run_data.graph_def.node}
+    out = {}
+    for info in run_data.variables(step):
+        if len(info.nodes) < 2 or not info.checkpoint_keys:
+            continue
+        if len(info.checkpoint_keys) == len(info.nodes):
+            values = [reader.get_tensor(k) for k in info.checkpoint_keys]
+        else:
+            full, axis, offset, values = reader.get_tensor(info.checkpoint_keys[0]), info.partition_axis or 0, 0, []
+            for node in info.nodes:
+                size = nodes[node].attr["shape"].shape.dim[axis].size
+                values.append(full.take(range(offset, offset + size), axis=axis))
+                offset += size
+        for node, value in zip(info.nodes, values):
+            for t in info.read_tensors:
+                if t.split(":")[0] == node or t.startswith(node + "/"):
+                    out[t if ":" in t else t + ":0"] = value
+    return out
+
+
+def frozen_graph(graph_def, outputs, bindings, parts=None):
     """The inference subgraph with every bound variable read replaced by a Const of its
-    checkpoint value (a frozen graph, node names kept); a tf.compat.v1 GraphDef."""
+    checkpoint value (a frozen graph, node names kept); a tf.compat.v1 GraphDef.
+    `parts` gives the value of each partition's read (partition_values())."""
     import tensorflow as tf
 
     gd = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
@@ -48,18 +76,19 @@ def frozen_graph(graph_def, outputs, bindings):
             for t in b.read_tensors:
                 t = t if ":" in t else t + ":0"
                 if t.split(":")[0] in names and not b.value.dtype == object:
-                    input_map[t] = tf.constant(b.value, name="frozen/" + b.name.replace(":", "_"))
+                    value = (parts or {}).get(t, b.value)
+                    input_map[t] = tf.constant(value, name="frozen/" + t.replace(":", "_"))
         tf.compat.v1.import_graph_def(sub, input_map=input_map, name="")
     return tf.compat.v1.graph_util.extract_sub_graph(graph.as_graph_def(), out_nodes)
 
 
-def frozen_session(graph_def, outputs, bindings):
+def frozen_session(graph_def, outputs, bindings, parts=None):
     """(session, output tensors, input tensor lookup) over frozen_graph()."""
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
-        tf.compat.v1.import_graph_def(frozen_graph(graph_def, outputs, bindings), name="orig")
+        tf.compat.v1.import_graph_def(frozen_graph(graph_def, outputs, bindings, parts), name="orig")
     session = tf.compat.v1.Session(graph=graph)
     fetch = [graph.get_tensor_by_name("orig/" + o) for o in outputs]
     return session, fetch, lambda name: graph.get_tensor_by_name("orig/" + name.split(":")[0] + ":0")
@@ -79,7 +108,8 @@ def measure(logdir, run, model_path, batch=32, repeats=50, inputs=None, outputs=
     step = run_data.latest_step
     bindings, _ = export_run.variable_bindings(run_data, step, tags)
     graph_bytes = run_data.graph_def.SerializeToString()
-    session, fetch, tensor = frozen_session(run_data.graph_def, outputs, bindings)
+    parts = partition_values(run_data, step)
+    session, fetch, tensor = frozen_session(run_data.graph_def, outputs, bindings, parts)
     model = keras.saving.load_model(model_path)
 
     def one(batch):
