@@ -113,6 +113,30 @@ def panel(d):
     return out
 
 
+def peers(d):
+    out = _head(d) + ["| run | tb-varmap export | tf2onnx + onnx2tf | ratio peer ÷ ours | max abs: ours / ONNX / onnx2tf "
+                      "| params in standard Keras layers: ours / onnx2tf | trainable kept: original / ours / onnx2tf "
+                      "| onnx2tf model loads with | peer error |",
+                      "|---|---:|---:|---:|---|---|---|---|---|"]
+    for r in d["runs"]:
+        peer_s = (r.get("peer_tf2onnx_s") or 0) + (r.get("peer_onnx2tf_s") or 0)
+        out.append("| %s | %s | %s | %s | %s / %s / %s | %s / %s | %s / %s / %s | %s | %s |" % (
+            r["run"], _n(r.get("ours_wall_s"), "%.1f s"), _n(peer_s or None, "%.1f s"),
+            _n(r.get("wall_ratio_peer_over_ours"), "%.2f"), _e(r.get("ours_max_abs")), _e(r.get("peer_onnx_max_abs")),
+            _e(r.get("peer_keras_max_abs")), _std(r.get("ours_standard_params"), r.get("ours_custom_params")),
+            _std(r.get("peer_standard_params"), r.get("peer_other_params")), r.get("trainable_params_original", "—"),
+            r.get("ours_trainable_params", "—"), r.get("peer_trainable_params", "—"), r.get("peer_loads_with", "—"),
+            (r.get("peer_error") or r.get("ours_error") or "").replace("|", "\\|").replace("\n", " ")[:200]))
+    return out
+
+
+def _std(standard, other):
+    if standard is None:
+        return "—"
+    total = standard + (other or 0)
+    return "%d of %d" % (standard, total)
+
+
 def export_overhead(d):
     e, b = d["export"], d["baseline"]
     out = _head(d) + [
@@ -158,8 +182,10 @@ def main(argv=None):
     ap.add_argument("--results", default=os.path.join(common.REPO, "bench", "results"))
     args = ap.parse_args(argv)
     sections = [("Graph API", "graph_api", graph_api), ("Panel", "panel", panel),
+                ("Panel, 100k nodes", "panel_100k", panel),
                 ("Exported model speed", "speed", speed), ("Export overhead", "export_overhead", export_overhead),
-                ("Big checkpoint", "big_checkpoint", big_checkpoint)]
+                ("Big checkpoint", "big_checkpoint", big_checkpoint), ("Peers", "peers_8models", peers),
+                ("Peers (re-run after the partition fix)", "peers", peers)]
     for title, name, fn in sections:
         d = _load(args.results, name)
         if d:
