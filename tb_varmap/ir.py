@@ -54,6 +54,7 @@ _MACHINERY_ROOT = re.compile(
     r"Adadelta|Ftrl|ProximalAdagrad|ExponentialMovingAverage|"
     r"global_step|increment_global_step|group_deps)(_\d+)?$"
 )
+_GRADIENTS_SCOPE = re.compile(r"^gradients(_\d+)?$")
 _MACHINERY_PART = frozenset({"Initializer", "AssignMovingAvg", "AssignMovingAvg_1", "initial_value"})
 _LOSS_FEED_OPS = frozenset(
     {"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "CTCLoss", "CTCLossV2",
@@ -252,8 +253,11 @@ class GraphIR(Body):
             root = name.partition("/")[0]
             if _MACHINERY_ROOT.match(root) or root.startswith("gradients"):
                 mach[node.index] = True
-            elif "/" in name and _MACHINERY_PART.intersection(name.split("/")):
-                mach[node.index] = True
+            elif "/" in name:
+                parts = name.split("/")
+                # towers put their backward pass in <tower>/gradients/…
+                if _MACHINERY_PART.intersection(parts) or any(_GRADIENTS_SCOPE.match(p) for p in parts[:-1]):
+                    mach[node.index] = True
         # Nodes not fed by model inputs whose every consumer is machinery; unused reads and
         # constants outside the data path (an optimizer slot's `read`) count as machinery.
         dep = self.data_dependent

@@ -197,3 +197,25 @@ def test_function_bodies_are_parsed():
     matmul = [n for n in body.node_list if n.op == "MatMul"][0]
     assert body.node_list[matmul.inputs[0]].name == body.args[0]
     assert ir.default_io() == (["x"], ["y:0"])
+
+
+def test_tower_gradients_are_machinery():
+    """Multi-tower training graphs put each tower's backward pass in <tower>/gradients/…."""
+    from tensorboard.compat.proto import graph_pb2
+
+    from tb_varmap.ir import GraphIR
+
+    gd = graph_pb2.GraphDef()
+    for name, op, inputs in [
+        ("x", "Placeholder", []),
+        ("tower_0/model/relu", "Relu", ["x"]),
+        ("tower_0/gradients/tower_0/model/relu_grad/ReluGrad", "ReluGrad", ["x", "tower_0/model/relu"]),
+        ("tower_0/gradients_1/Fill", "Fill", ["x"]),
+    ]:
+        node = gd.node.add(name=name, op=op)
+        node.input.extend(inputs)
+    ir = GraphIR(gd)
+    machinery = {node.name: ir.machinery[node.index] for node in ir.node_list}
+    assert machinery["tower_0/model/relu"] is False
+    assert machinery["tower_0/gradients/tower_0/model/relu_grad/ReluGrad"] is True
+    assert machinery["tower_0/gradients_1/Fill"] is True
