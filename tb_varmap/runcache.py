@@ -15,6 +15,7 @@ from tb_varmap import tags as tags_mod
 from tb_varmap.errors import BadInput, NotFound, RunNotFound, VarMapError
 
 _RUN_LIST_SECONDS = 5
+BIG_PAYLOAD_BYTES = 8 * 1024 * 1024
 
 
 def check_run_name(run):
@@ -87,7 +88,10 @@ def encode_graph(run_data, inputs=None, outputs=None):
         from tensorboard.backend import json_util
 
         text = json.dumps(json_util.Cleanse(graph), separators=(",", ":"), allow_nan=False)
-    return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
+    data = text.encode("utf-8")
+    # Built once per run version: big graphs pay ~1 s once for ~10 % fewer bytes on the wire.
+    level = 9 if len(data) > BIG_PAYLOAD_BYTES else 6
+    return gzip.compress(data, compresslevel=level, mtime=0)
 
 
 class RunCache:
