@@ -69,8 +69,9 @@ def main():
     except Exception as e:  # noqa: BLE001
         row["onnx_error"] = "%s: %s" % (type(e).__name__, str(e)[:300])
     out_dir = os.path.join(args.work, "onnx2tf")
-    row["onnx2tf_s"], rc, msg = _run([os.path.join(os.path.dirname(sys.executable), "onnx2tf"), "-i", onnx_path, "-o", out_dir, "-okv3", "-kat",
-                                      *[i.split(":")[0] for i in args.input]])
+    row["onnx2tf_s"], rc, msg = _run([os.path.join(os.path.dirname(sys.executable), "onnx2tf"), "-i", onnx_path, "-o", out_dir, "-okv3",
+                                      # keep the inputs' NHWC layout (ONNX names keep ":0")
+                                      "-kat", *args.input])
     models = glob.glob(os.path.join(out_dir, "*.keras"))
     if rc or not models:
         row["error"] = "onnx2tf (exit %s): %s" % (rc, msg)
