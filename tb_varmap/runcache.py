@@ -10,7 +10,7 @@ import os
 import threading
 import time
 
-from tb_varmap import metadata
+from tb_varmap import graphgroups, metadata
 from tb_varmap import tags as tags_mod
 from tb_varmap.errors import BadInput, NotFound, RunNotFound, VarMapError
 
@@ -81,7 +81,7 @@ def model_io(run_data):
 
 def encode_graph(run_data, inputs=None, outputs=None):
     """The /graph response body, gzipped once (it is served many times)."""
-    graph = run_data.graph_json(inputs, outputs)
+    graph = graphgroups.group_crowded_levels(run_data.graph_json(inputs, outputs))
     try:
         text = json.dumps(graph, separators=(",", ":"), allow_nan=False)
     except ValueError:  # inf/nan attribute values: spelled as strings, as TensorBoard does
