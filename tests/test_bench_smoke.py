@@ -72,7 +72,10 @@ def test_export_overhead_smoke(tmp_path):
     from bench import export_overhead
 
     r = export_overhead.main(["--smoke", "--out", str(tmp_path)])
-    assert r["exports"][0]["exit"] == 0, r["exports"][0].get("error")
+    row = r["exports"][0]
+    # exit 1 = a comparison outside tolerance (random ResNet weights): still a full report
+    assert row["exit"] in (0, 1), row.get("error")
+    assert row["isolated_max_abs"] is not None and row["layers"] > 100
     assert r["ratio_wall"] > 0 and r["baseline"]["work_s"] > 0
 
 
