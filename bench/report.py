@@ -181,8 +181,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=os.path.join(common.REPO, "bench", "results"))
     args = ap.parse_args(argv)
-    sections = [("Graph API", "graph_api", graph_api), ("Panel", "panel", panel),
-                ("Panel, 100k nodes", "panel_100k", panel),
+    sections = [("Graph API", "graph_api", graph_api),
+                ("Graph API before the crowded-level grouping, with a profile", "graph_api_profiled", graph_api),
+                ("Panel", "panel", panel),
+                ("Panel, 100k nodes, before the crowded-level grouping", "panel_100k", panel),
                 ("Exported model speed", "speed", speed), ("Export overhead", "export_overhead", export_overhead),
                 ("Big checkpoint", "big_checkpoint", big_checkpoint), ("Peers", "peers_8models", peers),
                 ("Peers (re-run after the partition fix)", "peers", peers)]
