@@ -181,7 +181,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=os.path.join(common.REPO, "bench", "results"))
     args = ap.parse_args(argv)
-    sections = [("Graph API", "graph_api", graph_api),
+    sections = [("Graph API, payloads prewarmed at start-up", "graph_api_prewarm", graph_api),
+                ("Graph API", "graph_api", graph_api),
                 ("Graph API before the crowded-level grouping, with a profile", "graph_api_profiled", graph_api),
                 ("Panel", "panel", panel),
                 ("Panel, 100k nodes, before the crowded-level grouping", "panel_100k", panel),

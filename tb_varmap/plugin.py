@@ -39,6 +39,8 @@ _MIME_TYPES = {
     ".html": "text/html",
 }
 _ACTIVE_CACHE_SECONDS = 10
+PREWARM_RUNS = 4          # graph payloads built at start-up, in run order
+PREWARM_SECONDS = 60
 
 
 # ---------------------------------------------------------------- impl functions
@@ -154,6 +156,23 @@ class VarMapPlugin(base_plugin.TBPlugin):
         self._jobs = None
         self._jobs_lock = threading.Lock()
         self._active = (0.0, False)
+        if self._logdir and os.environ.get("TB_VARMAP_PREWARM", "1") != "0":
+            threading.Thread(target=self._prewarm, name="varmap-prewarm", daemon=True).start()
+
+    def _prewarm(self):
+        """Builds the first runs' graph payloads in the background (no TensorFlow needed),
+        so opening the tab does not wait for a big graph to be parsed."""
+        started = time.time()
+        try:
+            for run in self._cache.run_names()[:PREWARM_RUNS]:
+                if time.time() - started > PREWARM_SECONDS:
+                    break
+                try:
+                    self._cache.graph_payload(run)
+                except Exception:  # a broken run is reported when it is asked for
+                    continue
+        except Exception:
+            logger.debug("tb_varmap: prewarm failed", exc_info=True)
 
     def get_plugin_apps(self):
         return {

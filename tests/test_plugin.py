@@ -160,3 +160,13 @@ def test_graph_forward_set_follows_the_tagged_outputs(client):
     assert narrowed["outputs"] == ["model/pool1:0"]
     assert forward(narrowed) < forward(default)
     assert "model/logits/MatMul" in forward(default) - forward(narrowed)
+
+
+def test_graph_payloads_are_built_at_start_up(logdir):
+    import time
+
+    _, plugin = make_client(logdir)
+    deadline = time.time() + 120
+    while "cnn_bn_adam" not in plugin._cache._payloads and time.time() < deadline:
+        time.sleep(0.1)
+    assert "cnn_bn_adam" in plugin._cache._payloads  # before any request asked for it
