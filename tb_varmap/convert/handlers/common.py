@@ -3,6 +3,7 @@ activation."""
 
 import numpy as np
 
+from tb_varmap.convert.graph import node_of
 from tb_varmap.convert.registry import Unsupported, Weight
 
 BIAS_ROLES = {"dense.bias", "conv.bias", "conv_transpose.bias", "depthwise.bias",
@@ -11,6 +12,15 @@ BIAS_ROLES = {"dense.bias", "conv.bias", "conv_transpose.bias", "depthwise.bias"
 ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "Elu": "elu", "Selu": "selu",
                "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
                "Softmax": "softmax"}
+
+
+def skip_identity(gv, t):
+    """(tensor, producing node) behind any Identity/Snapshot chain ending at tensor `t`."""
+    n = gv.nodes[node_of(t)]
+    while n.op in ("Identity", "Snapshot"):
+        t = gv.inputs_of(n)[0]
+        n = gv.nodes[node_of(t)]
+    return t, n
 
 
 def role_ok(binding, roles):

@@ -13,18 +13,13 @@ from dataclasses import replace
 import numpy as np
 
 from tb_varmap.convert.graph import node_of
+from tb_varmap.convert.handlers.common import skip_identity
 from tb_varmap.convert.registry import Emit, Unsupported, Weight, register_pattern
 
 GATHERS = ("Gather", "GatherV2", "ResourceGather")
 TABLE_ROLES = {"embedding.table", None, ""}
 
 
-def _producer(gv, t):
-    n = gv.nodes[node_of(t)]
-    while n.op in ("Identity", "Snapshot"):
-        t = gv.inputs_of(n)[0]
-        n = gv.nodes[node_of(t)]
-    return t, n
 
 
 @register_pattern("partitioned_embedding", ops=("DynamicStitch", "ParallelDynamicStitch"))
@@ -37,7 +32,7 @@ def partitioned_lookup(gv, stitch):
         return None
     gathers, parts = [], []
     for k, t in enumerate(ins[p:]):
-        _, g = _producer(gv, t)
+        _, g = skip_identity(gv, t)
         if g.op not in GATHERS:
             return None
         if g.op == "GatherV2" and (gv.is_live(gv.inputs_of(g)[2]) or
@@ -54,8 +49,8 @@ def partitioned_lookup(gv, stitch):
     if parts[0].role not in TABLE_ROLES:
         raise Unsupported(f"stitch {stitch.name!r}: variable {base!r} has role "
                           f"{parts[0].role!r}, expected embedding.table")
-    ids_parts = [_producer(gv, gv.inputs_of(g)[1])[1] for g in gathers]
-    pos_parts = [_producer(gv, t)[1] for t in ins[:p]]
+    ids_parts = [skip_identity(gv, gv.inputs_of(g)[1])[1] for g in gathers]
+    pos_parts = [skip_identity(gv, t)[1] for t in ins[:p]]
     for group in (ids_parts, pos_parts):
         if len({n.name for n in group}) != 1 or group[0].op != "DynamicPartition":
             return None
@@ -86,10 +81,10 @@ def partitioned_lookup(gv, stitch):
 
 def _flat_ids(gv, pos_part):
     """Positions are Range(0, Size(flat_ids), 1): the flat ids tensor."""
-    _, r = _producer(gv, gv.inputs_of(pos_part)[0])
+    _, r = skip_identity(gv, gv.inputs_of(pos_part)[0])
     if r.op != "Range":
         return None
-    _, size = _producer(gv, gv.inputs_of(r)[1])
+    _, size = skip_identity(gv, gv.inputs_of(r)[1])
     if size.op != "Size":
         return None
     flat = gv.inputs_of(size)[0]
@@ -132,7 +127,7 @@ def _join(gv, flat, id_part, values, stitch):
 def _reshaped(gv, flat, stitch, dim):
     """ids → Reshape[-1] → ... → stitch → Reshape(ids.shape + [dim]): the Embedding takes
     the original ids and gives the reshaped output when that frame is there."""
-    _, r_in = _producer(gv, flat)
+    _, r_in = skip_identity(gv, flat)
     cons = gv.consumers.get(stitch.name + ":0", [])
     if r_in.op == "Reshape" and len(cons) == 1:
         r_out = gv.nodes[cons[0][0]]

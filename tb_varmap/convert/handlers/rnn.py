@@ -17,6 +17,7 @@ from collections import Counter
 import numpy as np
 
 from tb_varmap.convert.graph import node_of
+from tb_varmap.convert.handlers.common import skip_identity
 from tb_varmap.convert.registry import Emit, Unsupported, Weight, register_pattern
 
 WHILE_OPS = ("While", "StatelessWhile")
@@ -90,12 +91,6 @@ def _function(gv, name):
     raise Unsupported(f"While body function {name!r} is not in the graph's library")
 
 
-def _pass_back(gv, t):
-    n = gv.nodes[node_of(t)]
-    while n.op in ("Identity", "Snapshot"):
-        t = gv.inputs_of(n)[0]
-        n = gv.nodes[node_of(t)]
-    return t, n
 
 
 def _perm_102(gv, node):
@@ -176,15 +171,15 @@ def _input_sequence(gv, body, ins):
     """The [batch, time, ...] tensor the loop reads step by step, and its loop arg."""
     found = []
     for k, t in enumerate(ins):
-        t, n = _pass_back(gv, t)
+        t, n = skip_identity(gv, t)
         if n.op != "TensorListFromTensor" or not gv.is_live(t):
             continue
-        src, tn = _pass_back(gv, gv.inputs_of(n)[0])
+        src, tn = skip_identity(gv, gv.inputs_of(n)[0])
         if tn.op != "Transpose" or not _perm_102(gv, tn):
             raise Unsupported(f"While {n.name!r}: input list is not a batch-major "
                               "sequence transposed to time-major (time_major=True?)")
         x, back = gv.inputs_of(tn)[0], False
-        _, rn = _pass_back(gv, x)
+        _, rn = skip_identity(gv, x)
         if rn.op == "ReverseV2" and _time_axis(gv, rn):    # bidirectional_dynamic_rnn bw
             x, back = gv.inputs_of(rn)[0], True
         found.append((x, k, back))
