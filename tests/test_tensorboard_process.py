@@ -1,11 +1,12 @@
-"""Once through a real `tensorboard` process: the tab is listed and the routes answer."""
+"""Once through a real `tensorboard` process (bench.tbserver starts it): the tab is listed and
+the routes answer."""
 
 import json
 import shutil
 import urllib.error
 import urllib.request
 
-from tensorboard_process import fetch, tensorboard
+from bench.tbserver import tensorboard
 
 from tb_varmap.demo.generate import generate
 
@@ -13,13 +14,15 @@ from tb_varmap.demo.generate import generate
 def test_real_tensorboard_serves_the_plugin(tmp_path):
     logdir = tmp_path / "logdir"
     generate(str(logdir), models=["conv_bias", "custom_sigmoid"], variants=("ref",))
-    with tensorboard(str(logdir)) as base:
-        status, headers, body = fetch(base + "/data/plugins_listing")
-        listing = json.loads(body)
+    with tensorboard(str(logdir), log_dir=str(tmp_path)) as tb:
+        base = tb.base
+        tb.wait_for(lambda t: t.json("/data/plugins_listing").get("varmap", {}).get("enabled"),
+                    "an active varmap plugin", 120)
+        listing = tb.json("/data/plugins_listing")
         assert listing["varmap"]["enabled"] and listing["varmap"]["tab_name"] == "VarMap"
-        runs = json.loads(fetch(base + "/data/plugin/varmap/runs")[2])["runs"]
+        runs = tb.json("/data/plugin/varmap/runs")["runs"]
         assert {row["run"] for row in runs} == {"conv_bias", "custom_sigmoid"}
-        graph = json.loads(fetch(base + "/data/plugin/varmap/graph?run=conv_bias")[2])
+        graph = tb.json("/data/plugin/varmap/graph?run=conv_bias")
         assert graph["source"] == "events"
         assert any(node["op"] == "Conv2D" for node in graph["nodes"])
         try:
