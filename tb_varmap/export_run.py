@@ -81,6 +81,121 @@ def choose_io(run_data, tags, inputs=None, outputs=None):
     return inputs, outputs
 
 
+def graph_file(run_data):
+    """The file the run's graph comes from, for messages ("export.meta", "saved_model.pb")."""
+    source = run_data.graph_source
+    if source == "meta":
+        path = run_data.checkpoints.meta_path()
+        return os.path.basename(path) if path else "the .meta file"
+    if source == "saved_model":
+        return "saved_model.pb"
+    return "the event file" if source == "events" else source
+
+
+@contextlib.contextmanager
+def naming_run(run_data):
+    """BadInput raised inside (converter, verifier) names the run and its graph file."""
+    try:
+        yield
+    except BadInput as e:
+        message = str(e)
+        if message.startswith("run %r" % run_data.run):
+            raise
+        raise BadInput("run %r (graph %s): %s" % (run_data.run, graph_file(run_data), message),
+                       e.problems) from e
+
+
+_PLACEHOLDER_OPS = ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault")
+
+
+def graph_for_io(run_data, inputs, outputs):
+    """Serialized GraphDef in which every input is a Placeholder.
+
+    An input may be any node whose output 0 the model is fed with, e.g. the decoded feature
+    `x` behind a serving front end (ParseExample); such a node becomes a Placeholder of its
+    dtype and static shape, so converter and verifier both see the graph cut there (what
+    fed it is left unused). Graphs whose inputs are all placeholders are returned unchanged.
+    """
+    graph_bytes = run_data.graph_def.SerializeToString()
+    ir = run_data.ir
+    cut = [name.split(":")[0] for name in inputs]
+    cut = [name for name in cut if name in ir.nodes and ir.nodes[name].op not in _PLACEHOLDER_OPS]
+    if not cut:
+        return graph_bytes
+    from tensorflow.core.framework import graph_pb2
+
+    needed = ir.forward_set(inputs, outputs)
+    for name in cut:
+        node = ir.nodes[name]
+        for j, slot in ir.consumers[node.index]:
+            if j in needed and ir.node_list[j].input_ports[slot] != 0:
+                raise BadInput("run %r: input %r is fed as its output 0, but %r uses its output %d; "
+                               "choose a node with one output (e.g. an Identity)"
+                               % (run_data.run, name, ir.node_list[j].name, ir.node_list[j].input_ports[slot]))
+    gd = graph_pb2.GraphDef.FromString(graph_bytes)
+    specs = _static_specs(gd, cut)
+    for node in gd.node:
+        if node.name not in specs:
+            continue
+        dtype, shape = specs[node.name]
+        if dtype is None:
+            raise BadInput("run %r: input %r (op %s): its dtype is unknown; choose another input"
+                           % (run_data.run, node.name, node.op))
+        node.op = "Placeholder"
+        del node.input[:]
+        node.ClearField("attr")
+        node.ClearField("device")
+        node.attr["dtype"].type = dtype
+        if shape is not None:
+            node.attr["shape"].shape.CopyFrom(_shape_proto(shape))
+            node.attr["_output_shapes"].list.shape.add().CopyFrom(_shape_proto(shape))
+        else:
+            node.attr["shape"].shape.unknown_rank = True
+    return gd.SerializeToString()
+
+
+def _shape_proto(shape):
+    from tensorflow.core.framework import tensor_shape_pb2
+
+    proto = tensor_shape_pb2.TensorShapeProto()
+    for d in shape:
+        proto.dim.add().size = -1 if d is None else d
+    return proto
+
+
+def _static_specs(gd, names):
+    """{node name: (DataType enum or None, shape list or None)} of output 0 of the nodes,
+    from TensorFlow's shape inference, else the recorded `_output_shapes` / `T` attrs."""
+    import tensorflow as tf
+
+    specs = {}
+    graph = None
+    try:
+        with tf.Graph().as_default() as graph:
+            tf.graph_util.import_graph_def(gd, name="")
+    except Exception:  # noqa: BLE001  (old or odd graphs: fall back to the recorded attrs)
+        graph = None
+    nodes = {n.name: n for n in gd.node}
+    for name in names:
+        dtype = shape = None
+        if graph is not None:
+            t = graph.get_tensor_by_name(name + ":0")
+            dtype = t.dtype.base_dtype.as_datatype_enum
+            shape = None if t.shape.rank is None else t.shape.as_list()
+        node = nodes[name]
+        if dtype is None:
+            for key in ("T", "dtype"):
+                if key in node.attr:
+                    dtype = node.attr[key].type
+                    break
+        if shape is None and "_output_shapes" in node.attr and node.attr["_output_shapes"].list.shape:
+            s = node.attr["_output_shapes"].list.shape[0]
+            if not s.unknown_rank:
+                shape = [d.size if d.size >= 0 else None for d in s.dim]
+        specs[name] = (dtype, shape)
+    return specs
+
+
 def variable_bindings(run_data, step, tags, weights="raw"):
     """VariableBindings for every model weight, with exact checkpoint values.
 
@@ -174,14 +289,14 @@ def export(
     out_dir = tags_mod.output_dir(run_data.run_dir)
     out = out or os.path.join(out_dir, metadata.MODEL_FILENAME)
 
-    with export_lock(run_data.run_dir, run):
+    with export_lock(run_data.run_dir, run), naming_run(run_data):
         progress(0.08, "reading checkpoint values")
         bindings, notes = variable_bindings(run_data, step, tags, weights)
         progress(0.15, "converting")
         from tb_varmap.convert import convert_graph
 
         conversion = convert_graph(
-            run_data.graph_def.SerializeToString(),
+            graph_for_io(run_data, inputs, outputs),
             inputs,
             outputs,
             bindings,

@@ -13,7 +13,14 @@ Heuristics (all plain loops, linear in the graph size):
   dropped; among the rest, prediction-like names (probs, predictions, output, logits, softmax)
   or ops (Softmax, Sigmoid, ArgMax) win. With no sink left, the model-side inputs of the
   loss ops (e.g. the logits of a cross-entropy) are used.
-- a MetaGraphDef signature (SavedModel) overrides both when present.
+- a MetaGraphDef signature (SavedModel signature_def, session-bundle signatures) overrides
+  both when present; with several, the first of: numeric (non-string) inputs, then
+  `serving_default`, then a predict method, then by key.
+- a serialized-example input (a string placeholder, or signature input, feeding a
+  parse/decode op such as ParseExample) is replaced by the decoded tensors the outputs use:
+  the `tf.identity` that names a decoded feature (`x = tf.identity(parsed["x"])`), else the
+  decode op itself when its output 0 is the one used. The string front end is a serving
+  wrapper, not the model.
 """
 import contextlib
 import gc
@@ -70,6 +77,16 @@ _PRED_NAME = re.compile(
 )
 _PRED_OPS = frozenset({"Softmax", "Sigmoid", "ArgMax", "TopKV2", "LogSoftmax"})
 _DANGLING_OPS = frozenset({"Identity", "ReadVariableOp", "Const"})
+_DT_STRING = 7  # types.proto DT_STRING
+# Ops that turn serialized strings into tensors: what a serving front end feeds the model.
+DECODE_OPS = frozenset(
+    {"ParseExample", "ParseExampleV2", "ParseSingleExample", "ParseSequenceExample",
+     "ParseSequenceExampleV2", "ParseSingleSequenceExample", "DecodeRaw", "DecodePaddedRaw",
+     "DecodeCSV", "DecodeJSONExample", "DecodeProtoV2", "DecodeBase64", "DecodeCompressed",
+     "DecodeJpeg", "DecodePng", "DecodeBmp", "DecodeGif", "DecodeImage", "DecodeAndCropJpeg",
+     "DecodeWav", "ParseTensor", "StringToNumber"}
+)
+_NAMING_OPS = frozenset({"Identity", "Snapshot"})  # tf.identity(parsed["x"], name="x")
 _NO_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Print", "PrintV2"}) | _MACHINERY_OPS
 
 
@@ -301,15 +318,93 @@ class GraphIR(Body):
     def default_io(self):
         """(input node names, output tensor names) of the inference subgraph."""
         if self._default_io is None:
-            if self.signature and self.signature[1]:
-                ins, outs = self.signature
-                outs = [t for t in outs if t.split(":")[0] in self.nodes]
-                ins = [t.split(":")[0] for t in ins if t.split(":")[0] in self.nodes]
-                self._default_io = (ins, outs) if outs else self._guess_io()
-            else:
-                with no_gc():
-                    self._default_io = self._guess_io()
+            with no_gc():
+                io = self._signature_io() or self._guess_io()
+                self._default_io = (self._decoded_inputs(*io), io[1])
         return list(self._default_io[0]), list(self._default_io[1])
+
+    def _signature_candidates(self):
+        """[(key, method, inputs, outputs)] from `signature`: one (inputs, outputs) pair or a
+        list of (key, method, inputs, outputs); tensors not in the graph are dropped."""
+        sig = self.signature
+        if not sig:
+            return []
+        if len(sig) == 2 and all(isinstance(t, str) for t in list(sig[0]) + list(sig[1])):
+            sig = [("serving_default", "", sig[0], sig[1])]
+        out = []
+        for key, method, ins, outs in sig:
+            outs = [t if ":" in t else t + ":0" for t in outs if t.split(":")[0] in self.nodes]
+            ins = [t.split(":")[0] for t in ins if t.split(":")[0] in self.nodes]
+            if outs:
+                out.append((key, method or "", ins, outs))
+        return out
+
+    def _signature_io(self):
+        """(inputs, outputs) of the best signature (module docstring), or None."""
+        best = None
+        for key, method, ins, outs in self._signature_candidates():
+            strings = any(self._is_string(t) for t in ins)
+            rank = (strings, key != "serving_default", "predict" not in method, key)
+            if best is None or rank < best[0]:
+                best = (rank, ins, outs)
+        if best is None:
+            return None
+        ins, outs = best[1], best[2]
+        numeric = [t for t in outs if not self._is_string(t)]
+        return list(ins), numeric or list(outs)  # e.g. a classifier's string `classes`
+
+    def _is_string(self, tensor):
+        """True when the tensor's dtype is known (dtype / T attr) and is DT_STRING."""
+        name, port, _ = parse_input(tensor)
+        node = self.nodes.get(name)
+        if node is None or port != 0:
+            return False
+        for key in ("dtype", "T"):
+            if key in node.attr:
+                return node.attr[key].type == _DT_STRING
+        return False
+
+    def _decoded_inputs(self, inputs, outputs):
+        """`inputs` with each serialized-example input replaced by the decoded tensors the
+        outputs use (module docstring); an input that cannot be replaced stays."""
+        needed = None
+        result = []
+        for name in inputs:
+            node = self.nodes.get(name)
+            frontier = None
+            if node is not None and self._is_string(name):
+                if needed is None:
+                    starts = [self.nodes[t.split(":")[0]].index for t in outputs
+                              if t.split(":")[0] in self.nodes]
+                    needed = self._closure(starts, ())
+                frontier = self._decoded_frontier(node.index, needed)
+            for n in frontier or [name]:
+                if n not in result:
+                    result.append(n)
+        return result
+
+    def _decoded_frontier(self, start, needed):
+        """Names of the nodes where the decoded values of string input `start` enter the
+        part of the graph the outputs need, or None when it is not a decode front end."""
+        users, _ = self.passthrough_users([start])
+        users = [j for j, _ in users if j in needed]
+        if not users or any(self.node_list[j].op not in DECODE_OPS for j in users):
+            return None
+        frontier = []
+        for d in sorted(set(users)):
+            by_port = {}
+            for j, slot in self.consumers[d]:
+                if j in needed:
+                    by_port.setdefault(self.node_list[j].input_ports[slot], []).append(j)
+            for port in sorted(by_port):
+                named = [j for j in by_port[port] if self.node_list[j].op in _NAMING_OPS]
+                if named and len(named) == len(by_port[port]):
+                    frontier.extend(named)
+                elif port == 0:
+                    frontier.append(d)  # fed in place of the decode op's output 0
+                else:
+                    return None  # an unnamed output k > 0 cannot be a fed node
+        return [self.node_list[i].name for i in sorted(set(frontier))] or None
 
     def _guess_io(self):
         nodes, mach, dep = self.node_list, self.machinery, self.data_dependent

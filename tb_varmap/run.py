@@ -245,15 +245,109 @@ def graph_json(run_data, inputs=None, outputs=None):
 
 
 def _signature(meta):
-    """(inputs, outputs) tensor names of the serving signature of a MetaGraphDef, or None."""
-    if meta is None or not meta.signature_def:
+    """Signature candidates [(key, method, input tensors, output tensors)] of a MetaGraphDef:
+    its signature_defs (SavedModel) and a session bundle's `serving_signatures`; None if none.
+    GraphIR picks one (see ir.py)."""
+    if meta is None:
         return None
-    keys = sorted(meta.signature_def)
-    key = "serving_default" if "serving_default" in keys else keys[0]
-    sig = meta.signature_def[key]
-    ins = [sig.inputs[k].name for k in sorted(sig.inputs) if sig.inputs[k].name]
-    outs = [sig.outputs[k].name for k in sorted(sig.outputs) if sig.outputs[k].name]
-    return ins, outs
+    found = []
+    for key in sorted(meta.signature_def):
+        sig = meta.signature_def[key]
+        ins = [sig.inputs[k].name for k in sorted(sig.inputs) if sig.inputs[k].name]
+        outs = [sig.outputs[k].name for k in sorted(sig.outputs) if sig.outputs[k].name]
+        found.append((key, sig.method_name, ins, outs))
+    collection = meta.collection_def.get("serving_signatures") if meta.collection_def else None
+    if collection is not None:
+        for item in collection.any_list.value:
+            if item.type_url.endswith("tensorflow.serving.Signatures"):
+                try:
+                    found.extend(_session_bundle_signatures(bytes(item.value)))
+                except (ValueError, IndexError):
+                    pass  # not what the name says: no signature from it
+    return found or None
+
+
+def _session_bundle_signatures(data):
+    """Candidates from a session bundle's `tensorflow.serving.Signatures` (manifest.proto of
+    TF Serving's session_bundle; decoded from the wire format, the proto is not shipped):
+    default_signature (regression/classification) and named_signatures, where the generic
+    pair named "inputs" / "outputs" is the predict signature."""
+    fields = _proto_fields
+
+    def binding(b):  # TensorBinding {tensor_name}
+        return next((v.decode() for n, v in fields(b) if n == 1), "")
+
+    def generic(b):
+        pairs = []
+        for n, entry in fields(b):
+            if n == 1:
+                kv = dict(fields(entry))
+                pairs.append((kv.get(1, b"").decode(), binding(kv.get(2, b""))))
+        return [t for _, t in sorted(pairs) if t]
+
+    def signature(key, b):
+        for n, body in fields(b):
+            kv = dict(fields(body))
+            if n == 1:  # RegressionSignature {input, output}
+                return (key, "regress", [binding(kv.get(1, b""))], [binding(kv.get(2, b""))])
+            if n == 2:  # ClassificationSignature {input, classes, scores}
+                outs = [binding(kv[k]) for k in (3, 2) if k in kv]
+                return (key, "classify", [binding(kv.get(1, b""))], outs)
+        return None
+
+    out, named = [], {}
+    for n, value in fields(data):
+        if n == 1:
+            out.append(signature("serving_default", value))
+        elif n == 2:
+            kv = dict(fields(value))
+            named[kv.get(1, b"").decode()] = kv.get(2, b"")
+    generic_of = {}
+    for key, b in named.items():
+        body = dict(fields(b))
+        if 3 in body:
+            generic_of[key] = generic(body[3])
+        else:
+            out.append(signature(key, b))
+    if "inputs" in generic_of and "outputs" in generic_of:
+        out.append(("inputs/outputs", "predict", generic_of["inputs"], generic_of["outputs"]))
+    return [(k, m, [t for t in i if t], [t for t in o if t]) for k, m, i, o in filter(None, out)]
+
+
+def _proto_fields(buf):
+    """[(field number, value)] of a serialized protobuf message: varints as int,
+    length-delimited fields as bytes (fixed-width ones as bytes too)."""
+    out, i, n = [], 0, len(buf)
+
+    def varint(i):
+        shift = value = 0
+        while True:
+            byte = buf[i]
+            value |= (byte & 0x7F) << shift
+            i += 1
+            if byte < 0x80:
+                return value, i
+            shift += 7
+            if shift > 63:
+                raise ValueError("bad varint")
+
+    while i < n:
+        key, i = varint(i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = varint(i)
+        elif wire == 2:
+            size, i = varint(i)
+            if i + size > n:
+                raise ValueError("truncated field")
+            value, i = buf[i:i + size], i + size
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value, i = buf[i:i + size], i + size
+        else:
+            raise ValueError("unsupported wire type %d" % wire)
+        out.append((number, value))
+    return out
 
 
 # -- discovery -----------------------------------------------------------------------

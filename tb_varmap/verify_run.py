@@ -50,8 +50,9 @@ def verify_saved(run_data, model_path=None, inputs_npz=None, atol=1e-5, rtol=1e-
     tags = tags_mod.load_tags(run_data.run_dir)
     bindings, _ = export_run.variable_bindings(run_data, report["step"], tags, report.get("weights", "raw"))
     conversion = Conversion(model=model, layers=layer_bindings(report), report=report["conversion"])
-    verify_and_log(run_data, report, bindings, conversion, inputs_npz=inputs_npz, atol=atol, rtol=rtol,
-                   progress=lambda f, m: progress(0.1 + 0.88 * f, m))
+    with export_run.naming_run(run_data):
+        verify_and_log(run_data, report, bindings, conversion, inputs_npz=inputs_npz, atol=atol,
+                       rtol=rtol, progress=lambda f, m: progress(0.1 + 0.88 * f, m))
     progress(1.0, "done")
     return report
 
@@ -62,7 +63,9 @@ def verify_and_log(run_data, report, bindings, conversion, *, inputs_npz=None, a
     from tb_varmap import summaries
     from tb_varmap import verify as verify_mod
 
-    graph_bytes = run_data.graph_def.SerializeToString()
+    from tb_varmap import export_run
+
+    graph_bytes = export_run.graph_for_io(run_data, report["inputs"], report["outputs"])
     progress(0.0, "verifying")
     feed = verify_mod.load_inputs_npz(inputs_npz, graph_bytes, report["inputs"]) if inputs_npz else None
     report["verification"] = verify_mod.verify(
