@@ -643,3 +643,98 @@ def test_gradients_through_a_re_laid_out_weight(tmp_path):
         grads = {g["variable"]: g["status"] for g in report["gradients"]}
         assert report["layers"][0]["isolated"]["status"] == "INACCURATE"
         assert grads["odd/kernel"] == "INACCURATE"
+
+
+# ---------------------------------------------------------------- gradient tolerance
+
+def test_gradient_tolerance_is_relative_to_the_tensor():
+    """An element that sums large terms to ~0 carries rounding error of the terms' size:
+    gradients pass within atol + rtol * max|original| (stated as `tolerance`)."""
+    g = np.array([10.0, -4.0, 1e-3, 0.0], np.float32)
+    near = g + np.array([0, 0, 5e-5, -5e-5], np.float32)   # 5e-6 of max|g|
+    assert V.compare(near, g)["status"] == "INACCURATE"       # element-wise: too tight
+    row = V.compare_gradient(near, g)
+    assert row["status"] == "OK" and row["tolerance"] == pytest.approx(1e-5 + 1e-5 * 10)
+    wrong = g.copy()
+    wrong[2] += 2e-3                                           # 2e-4 of max|g|: a real error
+    assert V.compare_gradient(wrong, g)["status"] == "INACCURATE"
+    assert V.compare_gradient(np.zeros(3), np.zeros(3))["tolerance"] == pytest.approx(1e-5)
+
+
+def test_grouped_gradients_with_values_closer_than_rounding():
+    """Equal values in a kernel are compared per distinct value; values closer than float32
+    rounding (thousands in a [256, 512] kernel) still land on their own value."""
+    rng = np.random.default_rng(0)
+    flat = (0.25 + np.arange(40) * 1e-9).astype(np.float64)   # 1e-9 apart, eps*0.25 = 3e-8
+    flat = np.concatenate([flat, flat[:3], rng.standard_normal(20)])   # 3 values twice
+    perm = rng.permutation(flat.size)
+    grad = rng.standard_normal(flat.size)
+    got = V._grouped(flat, flat[perm], grad[perm])
+    assert got is not None
+    want = np.bincount(got.groups, weights=grad, minlength=got.sums.size)
+    np.testing.assert_allclose(got.sums, want)
+    assert V._grouped(flat, flat[perm][:-1], grad[perm][:-1]) is None   # a value missing
+
+
+T, N_IN, UNITS = 12, 5, 6
+
+
+def _build_unrolled_lstm():
+    """BasicLSTMCell by hand: W [in+u, 4u] (gates i, j, f, o), forget_bias 1.0, unrolled."""
+    x = tf.compat.v1.placeholder(tf.float32, [None, T, N_IN], name="x")
+    w = tf.compat.v1.get_variable("lstm/kernel", [N_IN + UNITS, 4 * UNITS])
+    b = tf.compat.v1.get_variable("lstm/bias", [4 * UNITS],
+                                  initializer=tf.compat.v1.random_normal_initializer())
+    c = h = tf.zeros([tf.shape(x)[0], UNITS])
+    hs = []
+    for t in range(T):
+        z = tf.matmul(tf.concat([x[:, t], h], 1), w) + b
+        i, j, f, o = tf.split(z, 4, axis=1)
+        c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.tanh(c) * tf.sigmoid(o)
+        hs.append(h)
+    tf.stack(hs, axis=1, name="y")
+
+
+def _gates(m, order):
+    """Columns of m ([..., 4u]) as blocks in `order` (indices into m's 4 gate blocks)."""
+    return np.concatenate([m[..., k * UNITS:(k + 1) * UNITS] for k in order], axis=-1)
+
+
+def test_swapped_lstm_gate_block_is_caught_by_gradients(tmp_path):
+    """A converted LSTM passes under the norm-wise gradient rule; the same model with two
+    gate blocks of its kernels swapped (values all present, so the gradient is still traced
+    back by value) is INACCURATE in the kernel's gradient row, far past its tolerance."""
+    gd, values = _save_tf1(tmp_path, _build_unrolled_lstm)
+    variables = [VariableBinding(k, [k + "/read:0"], "lstm." + k.split("/")[1], True,
+                                 values[k]) for k in ("lstm/bias", "lstm/kernel")]
+    x = keras.Input((T, N_IN), name="x")
+    lstm = keras.layers.LSTM(UNITS, return_sequences=True, name="lstm")
+    model = keras.Model(x, lstm(x))
+    w, b = values["lstm/kernel"], values["lstm/bias"]
+    keras_order = [0, 2, 1, 3]                   # TF i, j, f, o -> Keras i, f, c(=j), o
+    bias = _gates(b, keras_order)
+    bias[UNITS:2 * UNITS] += 1.0                 # forget_bias folded in
+    lb = LayerBinding("lstm", "LSTM", [], ["x:0"], ["y:0"],
+                      [{"variable": "lstm/kernel", "role": "lstm.kernel",
+                        "weight": "lstm/lstm_cell/kernel"},
+                       {"variable": "lstm/kernel", "role": "lstm.kernel",
+                        "weight": "lstm/lstm_cell/recurrent_kernel"},
+                       {"variable": "lstm/bias", "role": "lstm.bias",
+                        "weight": "lstm/lstm_cell/bias"}], True)
+
+    def run(order):
+        lstm.set_weights([_gates(w[:N_IN], order), _gates(w[N_IN:], order), bias])
+        report = V.verify(gd, ["x"], ["y:0"], variables, Conversion(model, [lb], {}))
+        return report, {g["variable"]: g for g in report["gradients"]}
+
+    report, grads = run(keras_order)
+    assert report["passed"] is True, report["gradients"]
+    assert "max|original gradient|" in report["gradient_tolerance"]
+    for row in grads.values():
+        assert row["status"] == "OK" and row["max_abs"] <= row["tolerance"], row
+    report, grads = run([2, 0, 1, 3])            # input and forget gate blocks swapped
+    row = grads["lstm/kernel"]
+    assert row["status"] == "INACCURATE", row
+    assert row["max_abs"] > 100 * row["tolerance"], row
+    assert report["passed"] is False
