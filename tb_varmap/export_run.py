@@ -63,16 +63,20 @@ def load_tag_file(run_data, tags_file):
 
 
 def choose_io(run_data, tags, inputs=None, outputs=None):
+    """(inputs, outputs): given ones, else the tags', else the run's defaults; with outputs
+    chosen but no inputs, the inputs those outputs depend on (see GraphIR.inputs_for)."""
     default_inputs, default_outputs = run_data.default_io()
-    inputs = list(inputs or tags.get("inputs") or default_inputs)
     outputs = list(outputs or tags.get("outputs") or default_outputs)
     nodes = run_data.ir.nodes
-    for name in inputs:
-        if name.split(":")[0] not in nodes:
-            raise BadInput("input %r is not a node of run %r" % (name, run_data.run))
     for name in outputs:
         if name.split(":")[0] not in nodes:
             raise BadInput("output %r is not a node or tensor of run %r" % (name, run_data.run))
+    if not (inputs or tags.get("inputs")) and outputs != default_outputs:
+        default_inputs = run_data.ir.inputs_for([n if ":" in n else n + ":0" for n in outputs])
+    inputs = list(inputs or tags.get("inputs") or default_inputs)
+    for name in inputs:
+        if name.split(":")[0] not in nodes:
+            raise BadInput("input %r is not a node of run %r" % (name, run_data.run))
     if not inputs:
         raise BadInput("run %r: no model input found; name the placeholders with --inputs" % run_data.run)
     if not outputs:

@@ -427,10 +427,21 @@ class GraphIR(Body):
             var_fed = self._variable_fed()
             chosen = [i for i in model_sinks if var_fed[i]] or model_sinks
         outputs = ["%s:0" % nodes[i].name for i in chosen]
-        # a PlaceholderWithDefault (keep_prob, is_training) keeps its default: not an input
-        inputs = [nodes[i].name for i in sorted(self._closure(chosen, ()))
-                  if nodes[i].op in INPUT_OPS and nodes[i].op != "PlaceholderWithDefault"]
-        return inputs, outputs
+        return self._feeding_inputs(chosen), outputs
+
+    def _feeding_inputs(self, starts):
+        """Input ops the nodes `starts` depend on, in graph order; a PlaceholderWithDefault
+        (keep_prob, is_training) keeps its default: not an input."""
+        nodes = self.node_list
+        return [nodes[i].name for i in sorted(self._closure(starts, ()))
+                if nodes[i].op in INPUT_OPS and nodes[i].op != "PlaceholderWithDefault"]
+
+    def inputs_for(self, outputs):
+        """Default inputs for explicitly chosen output tensors: the input ops they depend on,
+        a serialized-example front end replaced by its decoded features (as default_io)."""
+        starts = [self.nodes[t.split(":")[0]].index for t in outputs if t.split(":")[0] in self.nodes]
+        with no_gc():
+            return self._decoded_inputs(self._feeding_inputs(starts), outputs)
 
     def _loss_region(self, live):
         """Live nodes downstream of a loss op, a loss-named node or a label placeholder."""
@@ -539,7 +550,8 @@ class GraphIR(Body):
         """Node indices of the inference subgraph between inputs and outputs (defaults if None)."""
         if inputs is None or outputs is None:
             d_in, d_out = self.default_io()
-            inputs = d_in if inputs is None else inputs
+            if inputs is None:
+                inputs = d_in if outputs is None else self.inputs_for(outputs)
             outputs = d_out if outputs is None else outputs
         starts = [self.nodes[t.split(":")[0]].index for t in outputs if t.split(":")[0] in self.nodes]
         stops = [self.nodes[t.split(":")[0]].index for t in inputs if t.split(":")[0] in self.nodes]
@@ -598,7 +610,9 @@ class GraphIR(Body):
     def _to_json(self, run, source, variable_of, inputs, outputs):
         variable_of = variable_of or {}
         d_in, d_out = self.default_io()
-        inputs = d_in if inputs is None else list(inputs)
+        if inputs is None:
+            inputs = d_in if outputs is None else self.inputs_for(outputs)
+        inputs = list(inputs)
         outputs = d_out if outputs is None else list(outputs)
         forward = self.forward_set(inputs, outputs)
         mach = self.machinery
