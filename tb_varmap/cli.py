@@ -151,6 +151,13 @@ def _print_verification(verification, out):
     out.write("verification %s (atol=%g, rtol=%g)\n" % (status, verification["atol"], verification["rtol"]))
     for row in verification.get("outputs", []):
         out.write("  output %-30s max_abs=%s max_rel=%s %s\n" % (row["name"], row["max_abs"], row["max_rel"], row["status"]))
+    if verification.get("gradient_tolerance"):
+        out.write("  gradients: %s\n" % verification["gradient_tolerance"])
+    for row in verification.get("gradients", []):
+        if row["status"] != "OK":
+            out.write("  gradient %-30s max_abs=%s tolerance=%s %s%s\n" % (
+                row["variable"], row["max_abs"], row.get("tolerance"), row["status"],
+                " (%s)" % row["reason"] if row.get("reason") else ""))
     for name in verification.get("worst", [])[:5]:
         out.write("  worst: %s\n" % (name if isinstance(name, str) else json.dumps(name)))
 
