@@ -1,5 +1,6 @@
 """Legacy model families for converter tests: embeddings (plain and partitioned "div"),
-dynamic_rnn LSTM/GRU (control-flow-v2 While), stacked cells, layer norm, EMA.
+dynamic_rnn LSTM/GRU (While loops of control flow v2, or v1 in the "tf1" variant), stacked
+cells, sequence_length, time_major, layer norm, slim ResNet, BERT attention, EMA.
 
 Separate from tf1_models/legacy_models (additive): `generate_families(out_dir, models,
 variants)` runs the builders in a TF_USE_LEGACY_KERAS=1 subprocess (rnn_cell and tf_slim
@@ -7,7 +8,26 @@ need tf_keras), the calling process never gets their TF state. Each model_dir ge
 file with the graph and a Saver checkpoint `model.ckpt-<step>`. Values are seeded random
 (not trained) except "fam_ema", trained with Adam + ExponentialMovingAverage.
 
-    python -m tb_varmap.demo.families --out DIR --models fam_lstm,fam_gru --variant both
+Variants (run name = model name + suffix):
+  ref       ""           variable_scope(use_resource=False), control flow v2 (TF 2's
+                         default): dense/embedding variables are VariableV2 + /read, but a
+                         dynamic_rnn is one `StatelessWhile` op and its cell variables come
+                         out as resource variables (VarHandleOp) anyway.
+  resource  "_resource"  variable_scope(use_resource=True), control flow v2: every variable
+                         is a VarHandleOp + ReadVariableOp.
+  tf1       "_tf1"       what TF 1.x wrote: disable_control_flow_v2() +
+                         disable_resource_variables() for that build, so a dynamic_rnn is a
+                         v1 loop (Enter/Merge/Switch/NextIteration/Exit/LoopCond over
+                         TensorArrayV3 + Scatter/Read/Write/Gather) and every variable,
+                         RNN cells included, is VariableV2 + /read. Non-RNN families build
+                         too (VariableV2, no loops).
+Each build sets its own mode (ref/resource get the process's start-up TF 2 defaults back),
+so the variants can be built in one process in any order. Without tf1 the ref/resource
+graphs are exactly those built before the variant existed; with tf1 builds interleaved they
+differ only in the number that ends function names (a process-wide counter, as with any
+other choice of models).
+
+    python -m tb_varmap.demo.families --out DIR --models fam_lstm,fam_gru --variant ref,tf1
 """
 import argparse
 import json
@@ -27,9 +47,17 @@ FORGET_BIAS = 0.7          # not the default 1.0, so a missed fold shows
 @dataclass
 class Family:
     name: str
-    inputs: dict               # placeholder -> (shape with None batch, dtype)
+    inputs: dict               # placeholder -> (shape, None = batch dim, dtype)
     outputs: list              # output tensors
     description: str
+    time_major: bool = False   # x is [T, batch, features]; "seq:0" is time-major too
+
+    @property
+    def steps(self):
+        """T of the sequence input "x" (None for non-sequence families)."""
+        shape = self.inputs.get("x", ([], ""))[0]
+        axis = 0 if self.time_major else 1
+        return shape[axis] if len(shape) == 3 and shape[axis] is not None else None
 
 
 FAMILIES = {f.name: f for f in [
@@ -80,24 +108,40 @@ FAMILIES = {f.name: f for f in [
     Family("fam_ema", {"x": ([None, 6], "float32")}, ["y:0"],
            "x -> dense(5) relu -> dense(2) -> y; 4 Adam steps with "
            "ExponentialMovingAverage(0.9) shadows"),
+    # added with the tf1 variant (kept last: earlier families' graphs stay as they were)
+    Family("fam_gru_seqlen", {"x": ([None, 5, 3], "float32"), "lengths": ([None], "int32")},
+           ["seq:0", "y:0"], "x, lengths -> dynamic_rnn(GRUCell(6), sequence_length=lengths) "
+           "-> seq (zeros past each length), final state -> dense(2) -> y"),
+    Family("fam_lstm_stacked_seqlen", {"x": ([None, 5, 3], "float32"),
+                                       "lengths": ([None], "int32")}, ["seq:0", "y:0"],
+           f"x, lengths -> dynamic_rnn(MultiRNNCell([LSTMCell(8, forget_bias={FORGET_BIAS}), "
+           "LSTMCell(6)]), sequence_length=lengths) -> seq, last h -> dense(2) -> y"),
+    Family("fam_lstm_time_major", {"x": ([5, None, 3], "float32")}, ["seq:0", "y:0"],
+           "x [T=5, batch, 3] -> dynamic_rnn(LSTMCell(8), time_major=True) -> seq "
+           "[T, batch, 8], final h -> dense(2) -> y", time_major=True),
 ]}
-VARIANTS = ("ref", "resource")
+VARIANTS = ("ref", "resource", "tf1")
+SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
+# families whose dynamic_rnn becomes a control-flow-v1 loop in the "tf1" variant
+DYNAMIC_RNN = ("fam_lstm", "fam_basic_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_seqlen",
+               "fam_bilstm", "fam_lstm_peephole", "fam_lstm_proj", "fam_gru_seqlen",
+               "fam_lstm_stacked_seqlen", "fam_lstm_time_major")
 
 
 def run_name(model, variant):
-    return model + ("_resource" if variant == "resource" else "")
+    return model + SUFFIX[variant]
 
 
 def generate_families(out_dir, models=None, variants=("ref", "resource"), timeout=600):
-    """Build `models` (names from FAMILIES; None = all) in `variants` under out_dir, in a
-    TF_USE_LEGACY_KERAS=1 subprocess. Returns {run name: model_dir}."""
+    """Build `models` (names from FAMILIES; None = all) in `variants` (some of VARIANTS)
+    under out_dir, in a TF_USE_LEGACY_KERAS=1 subprocess. Returns {run name: model_dir}."""
     models = list(models or FAMILIES)
     bad = [m for m in models if m not in FAMILIES]
     if bad:
         raise BadInput(f"unknown family model(s) {bad}; expected some of {sorted(FAMILIES)}")
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        raise BadInput(f"unknown variant(s) {bad}; expected 'ref' or 'resource'")
+        raise BadInput(f"unknown variant(s) {bad}; expected some of {list(VARIANTS)}")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="",
                TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in [_REPO_ROOT, env.get("PYTHONPATH")] if p)
@@ -114,15 +158,31 @@ def generate_families(out_dir, models=None, variants=("ref", "resource"), timeou
 
 
 def sample_feed(name, batch=2, seed=0):
+    """Seeded inputs for family `name`: {placeholder: ndarray}. The None dim of each shape
+    is the batch (first, or second for time-major x). Int "lengths" are valid sequence
+    lengths in 1..T, row 0 full length and row 1 shorter; other ints lie in [0, 11)."""
     import numpy as np
 
+    fam = FAMILIES[name]
     rng = np.random.RandomState(seed)
     feed = {}
-    for node, (shape, dtype) in FAMILIES[name].inputs.items():
+    for node, (shape, dtype) in fam.inputs.items():
         full = [batch if d is None else d for d in shape]
-        feed[node] = (rng.randint(0, 11, size=full) if dtype.startswith("int")
-                      else rng.randn(*full)).astype(dtype)
+        if node == "lengths" and dtype.startswith("int"):
+            feed[node] = _lengths(rng, batch, fam.steps).astype(dtype)
+        else:
+            feed[node] = (rng.randint(0, 11, size=full) if dtype.startswith("int")
+                          else rng.randn(*full)).astype(dtype)
     return feed
+
+
+def _lengths(rng, batch, steps):
+    values = rng.randint(1, steps + 1, size=batch)
+    if batch >= 1:
+        values[0] = steps                        # one full-length row
+    if batch >= 2 and steps > 1:
+        values[1] = 1 + values[1] % (steps - 1)  # one short row: 1..T-1
+    return values
 
 
 # ---------------------------------------------------------------- builders (subprocess)
@@ -169,11 +229,12 @@ def _builders():
         save(model_dir, g)
 
     def rnn(model_dir, variant, make_cell, seq=True, state_h=None, lengths=False,
-            static=False):
+            static=False, time_major=False):
         g = tf.Graph()
         with g.as_default(), _scope(variant):
             v1.set_random_seed(SEED)
-            x = v1.placeholder(tf.float32, [None, 5, 3], name="x")
+            x = v1.placeholder(tf.float32, [5, None, 3] if time_major else [None, 5, 3],
+                               name="x")
             n = v1.placeholder(tf.int32, [None], name="lengths") if lengths else None
             if static:
                 outs, state = v1.nn.static_rnn(make_cell(), tf.unstack(x, axis=1),
@@ -181,7 +242,7 @@ def _builders():
                 out = tf.stack(outs, axis=1)
             else:
                 out, state = v1.nn.dynamic_rnn(make_cell(), x, sequence_length=n,
-                                               dtype=tf.float32)
+                                               dtype=tf.float32, time_major=time_major)
             if seq:
                 tf.identity(out, name="seq")
             tf.identity(_dense(state_h(state), 2, "head", 21), name="y")
@@ -326,6 +387,13 @@ def _builders():
             8, use_peepholes=True, cell_clip=3.0), seq=False, state_h=h_of),
         "fam_lstm_seqlen": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8), seq=False,
                                             state_h=h_of, lengths=True),
+        "fam_gru_seqlen": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), state_h=h_of,
+                                           lengths=True),
+        "fam_lstm_stacked_seqlen": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(
+            [cells().LSTMCell(8, forget_bias=FORGET_BIAS), cells().LSTMCell(6)]),
+            state_h=lambda s: s[-1].h, lengths=True),
+        "fam_lstm_time_major": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8),
+                                                state_h=h_of, time_major=True),
         "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,
                                            state_h=h_of, static=True),
         "fam_lstm_static_seq": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(
@@ -348,6 +416,7 @@ def build_all(out_dir, models, variants):
         raise BadInput("family models need TF_USE_LEGACY_KERAS=1 set before TensorFlow "
                        "starts; use generate_families()")
     builders = _builders()
+    set_mode = _mode_setter()
     written = {}
     for model in models:
         for variant in variants:
@@ -355,7 +424,8 @@ def build_all(out_dir, models, variants):
             tmp = final + ".tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
-            builders[model](tmp, variant)
+            set_mode(variant)
+            builders[model](tmp, "ref" if variant == "tf1" else variant)
             with open(os.path.join(tmp, "checkpoint")) as f:
                 text = f.read().replace(os.path.abspath(tmp) + os.sep, "")
             with open(os.path.join(tmp, "checkpoint"), "w") as f:
@@ -366,11 +436,43 @@ def build_all(out_dir, models, variants):
     return written
 
 
+def _mode_setter():
+    """set_mode(variant): the process-wide TF switches one variant's build needs. "tf1":
+    control flow v1 and ref variables; "ref"/"resource": the switches as this process
+    started (TF 2: control flow v2, resource variables by default; the variant's own
+    variable_scope picks ref or resource). The switches are read and set only around tf1
+    builds, so a run without tf1 builds exactly the graphs it built before the variant
+    existed (reading them creates the default graph, which shifts the function-name
+    counter)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    state = {"start": None, "tf1": False}
+
+    def set_mode(variant):
+        if variant == "tf1" and not state["tf1"]:
+            if state["start"] is None:
+                state["start"] = (v1.control_flow_v2_enabled(), v1.resource_variables_enabled())
+            v1.disable_control_flow_v2()
+            v1.disable_resource_variables()
+            state["tf1"] = True
+        elif variant != "tf1" and state["tf1"]:
+            cf_v2, resource = state["start"]
+            (v1.enable_control_flow_v2 if cf_v2 else v1.disable_control_flow_v2)()
+            (v1.enable_resource_variables if resource else v1.disable_resource_variables)()
+            state["tf1"] = False
+
+    return set_mode
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--models", default=",".join(FAMILIES))
-    ap.add_argument("--variant", default="ref,resource")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="logdir to write the model_dirs into")
+    ap.add_argument("--models", default=",".join(FAMILIES),
+                    help="comma list of family names (default: all)")
+    ap.add_argument("--variant", default="ref,resource",
+                    help="comma list of %s (default: ref,resource)" % ",".join(VARIANTS))
     args = ap.parse_args(argv)
     try:
         written = build_all(args.out, [m for m in args.models.split(",") if m],
