@@ -219,3 +219,48 @@ def test_tower_gradients_are_machinery():
     assert machinery["tower_0/model/relu"] is False
     assert machinery["tower_0/gradients/tower_0/model/relu_grad/ReluGrad"] is True
     assert machinery["tower_0/gradients_1/Fill"] is True
+
+
+def _serving_graph():
+    """A TF Serving-style export: tf_example (string) → ParseExample → x = identity → a*x + b."""
+    g = tf.Graph()
+    with g.as_default():
+        serialized = v1.placeholder(tf.string, name="tf_example")
+        parsed = v1.io.parse_example(serialized, {"x": v1.io.FixedLenFeature([1], tf.float32)})
+        x = tf.identity(parsed["x"], name="x")
+        a = v1.get_variable("a", [], initializer=v1.constant_initializer(0.5))
+        b = v1.get_variable("b", [], initializer=v1.constant_initializer(2.0))
+        tf.add(a * x, b, name="y")
+        v1.train.Saver()
+    return g.as_graph_def()
+
+
+def test_serialized_example_front_end_gives_way_to_the_parsed_feature():
+    ir = GraphIR(_serving_graph())
+    assert ir.default_io() == (["x"], ["y:0"])
+    assert ir.to_json("r", "meta")["inputs"] == ["x"]
+    parse = [n for n in ir.node_list if n.op.startswith("ParseExample")]
+    assert parse and not any(n.index in ir.forward_set() for n in parse)
+    # a signature that feeds the serialized example gets the same model input
+    assert GraphIR(_serving_graph(), signature=(["tf_example:0"], ["y:0"])).default_io() == (["x"], ["y:0"])
+
+
+def test_signature_choice_prefers_numeric_inputs_then_serving_default():
+    gd = _serving_graph()
+    sigs = [("serving_default", "tensorflow/serving/classify", ["tf_example:0"], ["y:0"]),
+            ("predict_y", "tensorflow/serving/predict", ["x:0"], ["y:0"])]
+    assert GraphIR(gd, signature=sigs).default_io() == (["x"], ["y:0"])
+    sigs = [("a_regress", "tensorflow/serving/regress", ["x:0"], ["x:0"]),
+            ("serving_default", "tensorflow/serving/predict", ["x:0"], ["y:0"])]
+    assert GraphIR(gd, signature=sigs).default_io() == (["x"], ["y:0"])
+    sigs = [("b", "tensorflow/serving/regress", ["x:0"], ["y:0"]),
+            ("a", "tensorflow/serving/predict", ["x:0"], ["missing:0"])]  # not in the graph: skipped
+    assert GraphIR(gd, signature=sigs).default_io() == (["x"], ["y:0"])
+
+
+def test_inputs_follow_explicit_outputs(training_ir):
+    ir = training_ir
+    assert ir.inputs_for(["hidden/Relu:0"]) == ["x"]
+    assert set(ir.inputs_for(["total_loss:0"])) == {"x", "labels"}
+    data = ir.to_json("r", "events", outputs=["hidden/Relu:0"])
+    assert data["inputs"] == ["x"]

@@ -214,6 +214,20 @@ def test_bad_half_plus_two_is_a_one_line_error(real_fixtures, capsys):
     assert not os.path.exists(os.path.join(real_fixtures, "bad_half_plus_two", "varmap", "model.keras"))
 
 
+def test_bad_half_plus_two_console_script(real_fixtures):
+    """As users run it: the installed `tb-varmap` ends with one `tb-varmap:` line, exit 2."""
+    import subprocess
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(["tb-varmap", "export", "--logdir", real_fixtures, "--run", "bad_half_plus_two",
+                             "--verify"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tb-varmap:")]
+    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1]
+    assert "run 'bad_half_plus_two' (graph export.meta)" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("run_name, expected", [
     ("half_plus_two_v1_checkpoint", {"a": "custom.param", "b": "custom.param", "global_step": "ignore",
                                      "asset_path": "ignore", "filename1": "ignore", "filename2": "ignore"}),

@@ -270,3 +270,30 @@ def test_slice_specs_and_mod_join():
     np.testing.assert_array_equal(join_partitions(info, [np.concatenate(parts)])[:, 0], np.arange(10))
     info.partition_strategy = "div"
     np.testing.assert_array_equal(join_partitions(info, parts), np.concatenate(parts))
+
+
+def test_session_bundle_signatures_are_decoded():
+    """TF Serving's session_bundle keeps its signatures in the `serving_signatures`
+    collection as a packed tensorflow.serving.Signatures (manifest.proto)."""
+    from tb_varmap.run import _session_bundle_signatures
+
+    def field(number, payload):
+        payload = payload.encode() if isinstance(payload, str) else payload
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    binding = lambda name: field(1, name)  # noqa: E731  TensorBinding
+    regression = field(1, field(1, binding("tf_example:0")) + field(2, binding("Identity:0")))
+    generic = lambda key, tensor: field(3, field(1, field(1, key) + field(2, binding(tensor))))  # noqa: E731
+    classify = field(2, field(1, binding("tf_example:0")) + field(2, binding("classes:0"))
+                     + field(3, binding("scores:0")))
+    data = (field(1, regression)
+            + field(2, field(1, "inputs") + field(2, generic("x", "x:0")))
+            + field(2, field(1, "outputs") + field(2, generic("y", "y:0")))
+            + field(2, field(1, "cls") + field(2, classify)))
+    assert _session_bundle_signatures(data) == [
+        ("serving_default", "regress", ["tf_example:0"], ["Identity:0"]),
+        ("cls", "classify", ["tf_example:0"], ["scores:0", "classes:0"]),
+        ("inputs/outputs", "predict", ["x:0"], ["y:0"]),
+    ]
+    with pytest.raises(ValueError):
+        _session_bundle_signatures(b"\x0a\x7f")  # truncated
