@@ -246,7 +246,8 @@ def build_parser():
     p = with_run(sub.add_parser("export", help="build the Keras model (and verify it with --verify)"))
     p.add_argument("--tags", help="a tags JSON file to use instead of the run's tags.json")
     p.add_argument("--step", type=int)
-    p.add_argument("--inputs", help="comma-separated placeholder names")
+    p.add_argument("--inputs", help="comma-separated node names: placeholders, or any node to feed "
+                   "(e.g. a parsed feature); default: the inputs the outputs depend on")
     p.add_argument("--outputs", help="comma-separated tensor or node names")
     p.add_argument("--out", help="model path (default <run>/varmap/model.keras)")
     p.add_argument("--report", help="also write the report JSON here")
