@@ -354,7 +354,10 @@ class _Original:
         for name in fetch_nodes:
             if name not in nodes:
                 raise BadInput(f"tensor '{name}': no such node in the graph")
-        sub = tf.compat.v1.graph_util.extract_sub_graph(gd, sorted(set(fetch_nodes)))
+        from tb_varmap.control_flow_v1 import restore_while_contexts, with_loop_exits
+
+        sub = tf.compat.v1.graph_util.extract_sub_graph(
+            gd, with_loop_exits(gd, sorted(set(fetch_nodes))))
         for n in sub.node:  # devices and colocation of a foreign machine do not apply here
             n.device = ""
             if "_class" in n.attr:
@@ -372,6 +375,7 @@ class _Original:
             except Exception as e:  # noqa: BLE001
                 raise BadInput(f"graph_def: TensorFlow cannot import the inference subgraph "
                                f"({_brief(e)})") from None
+            self.v1_loops = restore_while_contexts(self.graph)   # for tf.gradients
         self.feed = self._feeds(feed)
         self.session = tf.compat.v1.Session(graph=self.graph)
 
@@ -991,7 +995,9 @@ def _original_gradients(orig, todo, ys, gy_values):
     """Per variable: d sum(ys * gy) / d value as an array, or a reason string."""
     import tensorflow as tf
 
-    with orig.graph.as_default():
+    from tb_varmap.control_flow_v1 import legacy_gradients
+
+    with orig.graph.as_default(), legacy_gradients(bool(orig.v1_loops)):
         gys = [tf.constant(g, dtype=y.dtype) for y, g in zip(ys, gy_values)]
         pairs = [[(orig.var_inputs[v.name], None)] + orig.handles.get(v.name, [])
                  for v in todo]
@@ -1044,8 +1050,9 @@ def _grad_reason(orig, what, error):
     hint = ""
     if loops:
         frame = orig.nodes[loops[0]].attr["frame_name"].s.decode(errors="replace")
-        hint = (f" (the graph has a TF1 control-flow loop, frame '{frame}'; tf.gradients "
-                "cannot differentiate an imported v1 loop)")
+        hint = (f" (the graph has a TF1 control-flow loop, frame '{frame}'"
+                + ("" if frame in orig.v1_loops else "; its WhileContext could not be "
+                   "rebuilt, nested loops are not") + ")")
     what = f" of {what}" if what else ""
     return f"original gradient{what} failed: {_brief(error)}{hint}"
 

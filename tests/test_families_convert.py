@@ -8,7 +8,7 @@ from tb_varmap.demo.families import FORGET_BIAS, generate_families, sample_feed
 from tb_varmap.errors import BadInput
 
 COVERS = ["dynamic_rnn", "layer_norm", "static_rnn_gru", "static_rnn_lstm",
-          "static_rnn_sequence", "v1_loop"]   # for the registry meta-test
+          "static_rnn_sequence", "dynamic_rnn_v1"]   # for the registry meta-test
 MODELS = ["fam_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_peephole", "fam_layer_norm",
           "fam_lstm_seqlen", "fam_gru_static", "fam_bilstm", "fam_lstm_static_seq",
           "fam_lstm_proj"]
@@ -220,18 +220,37 @@ def test_lstm_cell_extras_become_custom_tf_cell(logdir, run, flags, tmp_path):
         np.asarray(conv.model(x)))
 
 
-def test_sequence_length_is_refused_with_reason(logdir):
+def test_sequence_length_becomes_masked_standard_lstm(logdir, tmp_path):
+    """dynamic_rnn(sequence_length=lengths): the Selects around output and state become a
+    Keras mask (DynamicRNN wrapper, zero outputs past the end), the LSTM stays standard;
+    rows of different lengths verify OK, gradients included, and the model reloads."""
+    import keras
+
     from tb_varmap.convert import convert_graph
     from tb_varmap.export_run import variable_bindings
     from tb_varmap.run import RunData
     from tb_varmap.tags import empty_tags
+    from tb_varmap.verify import verify
 
     rd = RunData(logdir, "fam_lstm_seqlen")
     bindings, _ = variable_bindings(rd, None, empty_tags())
-    with pytest.raises(BadInput) as e:
-        convert_graph(rd.graph_def, ["x", "lengths"], ["y:0"], bindings)
-    why = [p for p in e.value.problems if p.startswith("rnn/while ")]
-    assert len(why) == 1 and "sequence_length" in why[0] and "mask" in why[0]
+    conv = convert_graph(rd.graph_def, ["x", "lengths"], ["y:0"], bindings)
+    layer, lb = _layer(conv, "DynamicRNN")
+    assert lb.standard and type(layer.layer).__name__ == "LSTM"
+    assert layer.with_lengths and not layer.layer.return_sequences
+    assert lb.tf_inputs[1].startswith("rnn/CheckSeqLen")
+    feed = sample_feed("fam_lstm_seqlen", batch=3)
+    feed["lengths"] = np.array([5, 2, 1], "int32")
+    rep = verify(rd.graph_def, ["x", "lengths"], ["y:0"], bindings, conv, feed=feed)
+    assert rep["passed"], (rep["outputs"], rep["gradients"])
+    full = dict(feed, lengths=np.array([5, 5, 5], "int32"))
+    assert not np.allclose(conv.model([feed["x"], feed["lengths"]]),
+                           conv.model([full["x"], full["lengths"]]))    # the mask matters
+    path = str(tmp_path / "m.keras")
+    conv.model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(again([feed["x"], feed["lengths"]])),
+                                  np.asarray(conv.model([feed["x"], feed["lengths"]])))
 
 
 def test_slim_layer_norm_axes_and_epsilon_from_graph(logdir):
@@ -258,9 +277,10 @@ def test_slim_layer_norm_axes_and_epsilon_from_graph(logdir):
         assert grads[v]["status"] == "OK", grads[v]
 
 
-@pytest.mark.slow
-def test_real_tf11_v1_loop_is_reported_precisely(tmp_path):
-    """The real TF 1.1 ctc model: a control-flow-v1 dynamic_rnn with sequence_length."""
+def test_real_tf11_v1_loop_becomes_masked_lstm(tmp_path):
+    """The real TF 1.1 ctc model: conv → control-flow-v1 dynamic_rnn (ref variables,
+    TensorArrayV3, sequence_length) → dense. The loop becomes one standard LSTM in the
+    DynamicRNN mask wrapper; everything verifies OK, gradients through the v1 loop too."""
     import shutil
 
     src = "/work/shared/fixtures/real/ctc_conv_lstm_tf11"
@@ -275,10 +295,24 @@ def test_real_tf11_v1_loop_is_reported_precisely(tmp_path):
     assert roles["rnn/multi_rnn_cell/cell_0/lstm_cell/weights"].role == "lstm.kernel"
     bindings, _ = variable_bindings(rd, None, empty_tags())
     inputs, outputs = rd.default_io()
-    with pytest.raises(BadInput) as e:
-        convert_graph(rd.graph_def, inputs, outputs, bindings)
-    why = [p for p in e.value.problems if "TF1 control-flow loop 'rnn/while'" in p]
-    assert why and "LSTM cell" in why[0] and "sequence_length" in why[0]
+    conv = convert_graph(rd.graph_def, inputs, outputs, bindings)
+    layer, lb = _layer(conv, "DynamicRNN")
+    assert type(layer.layer).__name__ == "LSTM" and layer.layer.units == 120
+    assert len([n for n in lb.tf_nodes if n.startswith("rnn/while/")]) > 40  # whole frame
+    w = rd.read_variable("rnn/multi_rnn_cell/cell_0/lstm_cell/weights")
+    b = rd.read_variable("rnn/multi_rnn_cell/cell_0/lstm_cell/biases")
+    for got, want in zip(layer.layer.weights, _lstm_keras(w, b, 1.0)):
+        np.testing.assert_array_equal(np.asarray(got.numpy()), want)
+    from tb_varmap.verify import verify
+
+    rng = np.random.RandomState(0)
+    feed = {"Placeholder": rng.randn(1, 64, 8, 1).astype("float32"),
+            "Placeholder_4": np.array([40], "int32")}
+    rep = verify(rd.graph_def, inputs, outputs, bindings, conv, feed=feed)
+    assert rep["passed"], (rep["outputs"], rep["gradients"])
+    assert {g["variable"] for g in rep["gradients"] if g["status"] == "OK"} >= {
+        "rnn/multi_rnn_cell/cell_0/lstm_cell/weights",
+        "rnn/multi_rnn_cell/cell_0/lstm_cell/biases"}
 
 
 def test_static_rnn_unrolled_lstm_becomes_one_lstm(tmp_path):

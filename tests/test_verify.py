@@ -385,7 +385,7 @@ def test_compare_tolerance_rules():
 # ---------------------------------------------------------------- functions, real converter
 
 @pytest.mark.parametrize("v2", [True, False], ids=["while_v2", "while_v1"])
-def test_loops_give_failed_gradient_with_reason(tmp_path, v2):
+def test_loop_gradients_v1_rebuilt_v2_captured_refused(tmp_path, v2):
     from tensorflow.python.ops import control_flow_v2_toggles
 
     def build():
@@ -416,11 +416,11 @@ def test_loops_give_failed_gradient_with_reason(tmp_path, v2):
     report = V.verify(gd, ["x"], ["out:0"], variables, Conversion(model, [lb], {}))
     assert report["outputs"][0]["status"] == "OK"            # value through the function
     (grad,) = report["gradients"]
-    assert grad["status"] == "FAILED"
     if v2:
+        assert grad["status"] == "FAILED"
         assert "captured by 'while' (While)" in grad["reason"]
-    else:
-        assert "TF1 control-flow loop, frame 'while/while_context'" in grad["reason"], grad
+    else:   # the v1 loop's WhileContext is rebuilt from the graph: tf.gradients works
+        assert grad["status"] == "OK", grad
     json.dumps(report, allow_nan=False)
 
 

@@ -206,7 +206,9 @@ class Builder:
                 for n in emit.nodes:
                     self._unsupported(n, f"{emit.reason}; generic layer failed: {_msg(e)}")
                 return
-            reason = f"layer for {emit.nodes} failed: {_msg(e)}"
+            shown = emit.nodes[:3] + ([f"... {len(emit.nodes) - 3} more"]
+                                      if len(emit.nodes) > 3 else [])
+            reason = f"layer for {shown} failed: {_msg(e)}"
             for n in [n for n in gv.order if n in set(emit.nodes) and n in gv.live]:
                 fb = _fallback(gv, gv.nodes[n], reason, op_emit)
                 self.by_output.update({t: fb for t in fb.outputs})

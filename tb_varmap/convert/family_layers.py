@@ -127,3 +127,54 @@ class TfLSTMCell(keras.layers.Layer):
                       use_peepholes=self.use_peepholes, cell_clip=self.cell_clip,
                       num_proj=self.num_proj, proj_clip=self.proj_clip)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tb_varmap")
+class DynamicRNN(keras.layers.Wrapper):
+    """tf.compat.v1.nn.dynamic_rnn's input conventions around a Keras RNN layer, which holds
+    every weight (this wrapper has none): `time_major` sequences [time, batch, ...] and,
+    with `with_lengths`, a second input `sequence_length` [batch]: steps at or past an
+    example's length give zero outputs and keep the state, as TF does (a Keras mask; the
+    layer needs zero_output_for_mask when it returns sequences). Call: `DynamicRNN(lstm)(x)` or `(... with_lengths=True)([x,
+    lengths])`; outputs are the wrapped layer's, sequences time-major when time_major."""
+
+    def __init__(self, layer, time_major=False, with_lengths=False, **kwargs):
+        if not isinstance(layer, keras.layers.RNN):
+            raise ValueError(f"DynamicRNN wraps a keras.layers.RNN (LSTM, GRU, RNN), got "
+                             f"{type(layer).__name__}")
+        if with_lengths and layer.return_sequences and not layer.zero_output_for_mask:
+            raise ValueError(f"DynamicRNN(with_lengths=True) needs {layer.name!r} built "
+                             "with zero_output_for_mask=True (TF writes zeros past the end)")
+        super().__init__(layer, **kwargs)
+        self.time_major = bool(time_major)
+        self.with_lengths = bool(with_lengths)
+
+    def build(self, input_shape):
+        x_shape = tuple(input_shape[0] if self.with_lengths else input_shape)
+        if self.time_major:
+            x_shape = (x_shape[1], x_shape[0]) + x_shape[2:]
+        if not self.layer.built:
+            self.layer.build(x_shape)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        ops = keras.ops
+        x, lengths = inputs if self.with_lengths else (inputs, None)
+        if self.time_major:
+            x = ops.swapaxes(x, 0, 1)
+        mask = None
+        if lengths is not None:
+            steps = ops.arange(ops.shape(x)[1], dtype="int32")
+            lengths = ops.reshape(ops.cast(lengths, "int32"), (ops.shape(x)[0],))
+            mask = ops.less(steps[None, :], lengths[:, None])
+        out = self.layer(x, mask=mask, training=training)
+        if self.time_major and self.layer.return_sequences:
+            if isinstance(out, (list, tuple)):
+                return [ops.swapaxes(out[0], 0, 1)] + list(out[1:])
+            return ops.swapaxes(out, 0, 1)
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(time_major=self.time_major, with_lengths=self.with_lengths)
+        return config

@@ -1,27 +1,38 @@
 """tf.compat.v1.nn.dynamic_rnn over LSTMCell / BasicLSTMCell / GRUCell (one cell or a
-MultiRNNCell), as a control-flow-v2 While with the cell in its body function →
-keras.layers.LSTM / GRU(reset_after=False), or RNN(StackedRNNCells) for stacked cells.
+MultiRNNCell) → keras.layers.LSTM / GRU(reset_after=False), or RNN(StackedRNNCells) for
+stacked cells. Two loop forms, one converter:
+- control-flow v2 (TF >= 1.15 / TF2): a `While` with the cell in its body function, input
+  and output as TensorLists;
+- control-flow v1 (what TF 1.x wrote): an Enter/Merge/Switch/NextIteration/Exit frame in the
+  main graph with TensorArrayV3 input/output, often over ref variables.
+Both are seen through `Body` (args = loop variables then loop invariants, nodes, returned
+values); a `Loop` knows the outer tensors (inputs, final values, claimed nodes).
 
-The pattern claims the While (TensorList scaffolding inside) and the output
-TensorListStack + transpose. A time-reversed input (the bw half of
-bidirectional_dynamic_rnn) becomes go_backwards=True; its sequence output is the loop's
-(processing order), as Keras returns it, and TF's reverse after it stays a separate op. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
+A time-reversed input (the bw half of bidirectional_dynamic_rnn) becomes go_backwards=True;
+its sequence output is the loop's (processing order), as Keras returns it, and TF's reverse
+after it stays a separate op. `sequence_length` (Select(time >= length, old, new) around
+each output and state) and `time_major` inputs keep the standard Keras layer inside the
+weightless `DynamicRNN` wrapper (family_layers), which turns lengths into a Keras mask with
+zero outputs past the end. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
 with forget_bias (a Const in the body) folded into the f bias; GRU r, u → z(=u), r, h.
 An LSTMCell with peepholes / cell_clip / num_proj becomes keras RNN over the custom
-TfLSTMCell (rnn_custom.py); anything else (sequence_length masks, other activations)
-makes the pattern refuse with the ops it did not expect.
+TfLSTMCell (rnn_custom.py); anything else (other activations, nested loops) makes the
+pattern refuse with the ops it did not expect.
 """
 
 from collections import Counter
 
 import numpy as np
 
-from tb_varmap.convert.graph import node_of
+from tb_varmap.convert.graph import node_of, scope_of
 from tb_varmap.convert.handlers.common import skip_identity
 from tb_varmap.convert.registry import Emit, Unsupported, Weight, register_pattern
 
 WHILE_OPS = ("While", "StatelessWhile")
 PASS = ("Identity", "ReadVariableOp", "Snapshot")
+READ_OPS = ("TensorListGetItem", "TensorArrayReadV3")
+WRITE_OPS = {"TensorListSetItem": 0, "TensorArrayWriteV3": 3}   # op -> input of the list var
+MASK_OPS = ("Select", "SelectV2")
 # ops one cell puts in the loop body (Add and AddV2 counted as "Add")
 CELL_OPS = {
     "lstm": Counter({"ConcatV2": 1, "MatMul": 1, "BiasAdd": 1, "Split": 1, "Add": 2,
@@ -29,40 +40,58 @@ CELL_OPS = {
     "gru": Counter({"ConcatV2": 2, "MatMul": 2, "BiasAdd": 2, "Sigmoid": 1, "Split": 1,
                     "Mul": 3, "Tanh": 1, "Sub": 1, "Add": 1}),
 }
-LOOP_OPS = Counter({"Add": 2})                 # time and loop counter increments
 SCAFFOLD = {"Const", "Identity", "NoOp", "TensorListGetItem", "TensorListSetItem",
-            "ReadVariableOp"}
+            "ReadVariableOp", "TensorArrayReadV3", "TensorArrayWriteV3"}
 HINTS = {"ClipByValue": "cell_clip", "Maximum": "cell_clip", "Minimum": "cell_clip",
-         "Select": "sequence_length masking", "SelectV2": "sequence_length masking"}
+         "Select": "an unrecognized Select", "SelectV2": "an unrecognized Select"}
+# control-flow v1 plumbing
+ENTER, MERGE = ("Enter", "RefEnter"), ("Merge", "RefMerge")
+SWITCH, NEXT = ("Switch", "RefSwitch"), ("NextIteration", "RefNextIteration")
+EXIT = ("Exit", "RefExit")
+V1_PLUMBING = set(ENTER + MERGE + SWITCH + NEXT + EXIT) | {"LoopCond"}
 
 
 class Body:
-    """A While body FunctionDef: args, nodes, returned tensors (by loop-var index)."""
+    """A loop body: args (loop variables, then invariants), nodes, returned values (by
+    loop-variable index). From a While's FunctionDef (`of_function`) or a v1 frame."""
 
-    def __init__(self, fdef):
-        self.args = [a.name for a in fdef.signature.input_arg]
-        self.nodes = {n.name: n for n in fdef.node_def}
-        self.ret = [fdef.ret[a.name] for a in fdef.signature.output_arg]
+    loop_ops = Counter({"Add": 2})     # control-flow v2: time and loop counter increments
+
+    def __init__(self, args, nodes, ret):
+        self.args, self.nodes, self.ret = args, nodes, ret
         self.consumers = {}
-        for n in fdef.node_def:
+        for n in nodes.values():
             for i, t in enumerate(n.input):
                 if not t.startswith("^"):
                     self.consumers.setdefault(self.ref(t), []).append((n, i))
+        self.masks = {}
+        self.masks = self._masks()
+
+    @classmethod
+    def of_function(cls, fdef):
+        return cls([a.name for a in fdef.signature.input_arg],
+                   {n.name: n for n in fdef.node_def},
+                   [fdef.ret[a.name] for a in fdef.signature.output_arg])
 
     @staticmethod
     def ref(t):
-        """'n:out:2' → ('n', 2); an arg name → (arg, 0)."""
+        """'n:out:2' (function body) or 'n:2' (graph) → ('n', 2); a bare name → (name, 0)."""
         parts = t.split(":")
-        return (parts[0], int(parts[2]) if len(parts) == 3 else 0)
+        if len(parts) == 3:
+            return parts[0], int(parts[2])
+        if len(parts) == 2 and parts[1].isdigit():
+            return parts[0], int(parts[1])
+        return parts[0], 0
 
     def node(self, ref):
         return self.nodes.get(ref[0])
 
-    def through(self, ref):
-        """Follow Identity / ReadVariableOp inside the body."""
+    def through(self, ref, masks=True):
+        """Follow Identity / ReadVariableOp (and, with `masks`, the sequence_length Selects
+        to their new value) inside the body."""
         n = self.node(ref)
-        while n is not None and n.op in PASS:
-            ref = self.ref(n.input[0])
+        while n is not None and (n.op in PASS or (masks and n.name in self.masks)):
+            ref = self.inputs(n)[0 if n.op in PASS else 2]
             n = self.node(ref)
         return ref
 
@@ -77,11 +106,50 @@ class Body:
         return [n for n, _ in self.consumers.get(ref, []) if op is None or n.op in op]
 
     def op_counts(self):
+        skip = set(self.masks) | {ge.name for _, ge in self.masks.values()}
         c = Counter()
         for n in self.nodes.values():
-            if n.op not in SCAFFOLD:
+            if n.op not in SCAFFOLD and n.name not in skip:
                 c["Add" if n.op == "AddV2" else n.op] += 1
         return c
+
+    def _masks(self):
+        """dynamic_rnn(sequence_length=L) passes each output and state through
+        Select(time >= L, old, new): {select name: (old ref, the GreaterEqual)}."""
+        found = {}
+        for n in self.nodes.values():
+            ins = self.inputs(n)
+            if n.op not in MASK_OPS or len(ins) != 3:
+                continue
+            ge = self.node(ins[0])
+            if ge is None or ge.op != "GreaterEqual":
+                continue
+            t, length = self.inputs(ge)
+            if self.arg_index(t) is not None and self.arg_index(length) is not None:
+                found[n.name] = (ins[1], ge)
+        return found
+
+
+class FrameBody(Body):
+    """A control-flow-v1 frame seen as a body: a loop variable is Merge(Enter, NextIteration)
+    read as Identity(Switch:1); an invariant is a constant Enter."""
+
+    loop_ops = Counter({"Add": 1})     # the time increment
+
+
+class Loop:
+    """The outer side of a loop: name, body, `ins` (outer tensor of each arg), the final
+    value of loop variable k (`out(k)`), the graph nodes it covers."""
+
+    def __init__(self, name, body, ins, nodes, outs):
+        self.name, self.body, self.ins, self.nodes, self._outs = name, body, ins, nodes, outs
+
+    def out(self, k):
+        return self._outs[k]
+
+    @property
+    def layer_name(self):
+        return scope_of(self.name) or self.name
 
 
 def _function(gv, name):
@@ -89,8 +157,6 @@ def _function(gv, name):
         if f.signature.name == name:
             return f
     raise Unsupported(f"While body function {name!r} is not in the graph's library")
-
-
 
 
 def _perm_102(gv, node):
@@ -103,47 +169,70 @@ def _perm_102(gv, node):
 
 @register_pattern("dynamic_rnn", ops=WHILE_OPS)
 def dynamic_rnn(gv, node):
-    import keras
-
     ins = gv.inputs_of(node)
-    body = Body(_function(gv, node.attr["body"].func.name))
+    body = Body.of_function(_function(gv, node.attr["body"].func.name))
     if len(body.args) != len(ins) or len(body.ret) != len(ins):
         return None
-    x, in_arg, back = _input_sequence(gv, body, ins)
+    loop = Loop(node.name, body, ins, [node.name],
+                [f"{node.name}:{k}" for k in range(len(ins))])
+    return convert_loop(gv, loop)
+
+
+@register_pattern("dynamic_rnn_v1", ops=ENTER)
+def dynamic_rnn_v1(gv, node):
+    """A TF1 control-flow-v1 loop: analysed once per frame (the first live Enter); every
+    other node of the frame is claimed with it."""
+    frame = gv.attr(node, "frame_name", "") or ""
+    cache = gv.__dict__.setdefault("_v1_loops", {})
+    if frame not in cache:
+        try:
+            cache[frame] = convert_loop(gv, v1_loop(gv, node, frame))
+        except Unsupported as e:
+            cache[frame] = e
+    hit = cache[frame]
+    if isinstance(hit, Exception):
+        raise hit
+    return hit
+
+
+def convert_loop(gv, loop):
+    """Emit for a dynamic_rnn loop (either form), or None when it is not one."""
+    import keras
+
+    body, ins = loop.body, loop.ins
+    x, in_arg, back, time_arg, time_major = _input_sequence(gv, loop)
     if x is None:
         return None
-    masks = sorted(n.name for n in body.nodes.values() if n.op in ("Select", "SelectV2"))
-    if masks:
-        raise Unsupported(f"While {node.name!r}: dynamic_rnn with sequence_length (Select "
-                          f"ops {masks[:2]} in the loop body): a Keras LSTM/GRU would need "
-                          "a mask input; not converted (feed full-length sequences and "
-                          "drop sequence_length, or keep the loop as custom ops)")
+    lengths = _lengths(gv, loop, time_arg)
+    if lengths is not None and back:
+        raise Unsupported(f"While {loop.name!r}: a reversed input with sequence_length "
+                          "(reverse_sequence is expected instead of ReverseV2)")
     try:
-        cells = _cells(gv, body, ins, in_arg, node)
+        cells = _cells(gv, body, ins, in_arg, loop)
         if cells:
-            _check_ops(body, cells, node)
+            _check_ops(body, cells, loop)
     except Unsupported as e:
         from tb_varmap.convert.handlers.rnn_custom import tf_lstm_cell
 
-        custom = tf_lstm_cell(gv, node, body, ins, x, in_arg, back)
+        custom = tf_lstm_cell(gv, loop, x, in_arg, back, time_major)
         if custom is None:
             raise Unsupported(f"{e}{_unexpected(body, ins, gv)}") from None
-        return custom
+        return _dynamic(custom, lengths, time_major)
     if not cells:
         return None
     for c in cells:
         for k in c["state_args"]:
-            _zero_state(gv, ins[k], node)
+            _zero_state(gv, ins[k], loop)
     out_arg = _output_list(body, cells[-1])
-    seq, seq_nodes = _sequence_output(gv, node, out_arg)
+    seq, seq_nodes = _sequence_output(gv, loop, out_arg, time_major)
     dtype = cells[0]["weights"][0][1].dtype.name
     weights, outputs = [], [seq] if seq else []
     for j, c in enumerate(cells):      # 3 Keras weights per cell: kernel, recurrent, bias
         weights += [Weight(3 * j + slot, v, b, note=note)
                     for slot, v, b, note in c["weights"]]
-        outputs += [f"{node.name}:{k}" for k in c["state_outputs"]]
+        outputs += [loop.out(k) for k in c["state_outputs"]]
     if not seq:                         # last output = the top cell's final h
-        outputs.insert(0, f"{node.name}:{cells[-1]['state_outputs'][0]}")
+        outputs.insert(0, loop.out(cells[-1]["state_outputs"][0]))
     seqs = bool(seq)
 
     def make(n):
@@ -162,35 +251,108 @@ def dynamic_rnn(gv, node):
         return keras.layers.RNN(keras.layers.StackedRNNCells(stack), return_sequences=seqs,
                                 return_state=True, go_backwards=back, name=n, dtype=dtype)
 
-    return Emit(make, [x], outputs, [node.name] + seq_nodes,
-                name=node.name.rsplit("/", 1)[0] if "/" in node.name else node.name,
+    emit = Emit(make, [x], outputs, list(loop.nodes) + seq_nodes, name=loop.layer_name,
                 weights=weights)
+    return _dynamic(emit, lengths, time_major)
 
 
-def _input_sequence(gv, body, ins):
-    """The [batch, time, ...] tensor the loop reads step by step, and its loop arg."""
+def _dynamic(emit, lengths, time_major):
+    """Wrap the RNN layer in DynamicRNN for sequence_length / time_major inputs."""
+    if lengths is None and not time_major:
+        return emit
+    inner = emit.make
+
+    def make(n):
+        from tb_varmap.convert.family_layers import DynamicRNN
+
+        rnn = inner(n + "_rnn")
+        if lengths is not None:   # TF writes zeros past each length; the last output
+            rnn.zero_output_for_mask = rnn.return_sequences   # is the last valid one
+        return DynamicRNN(rnn, time_major=time_major, with_lengths=lengths is not None,
+                          name=n)
+
+    emit.make = make
+    if lengths is not None:
+        emit.inputs = list(emit.inputs) + [lengths]
+    return emit
+
+
+def _input_sequence(gv, loop):
+    """(x, arg of the list the body reads, reversed?, time arg, time-major?) for the one
+    sequence the loop reads step by step; Nones when there is none."""
+    body, ins = loop.body, loop.ins
     found = []
-    for k, t in enumerate(ins):
-        t, n = skip_identity(gv, t)
-        if n.op != "TensorListFromTensor" or not gv.is_live(t):
+    for r in body.nodes.values():
+        if r.op not in READ_OPS:
             continue
-        src, tn = skip_identity(gv, gv.inputs_of(n)[0])
-        if tn.op != "Transpose" or not _perm_102(gv, tn):
-            raise Unsupported(f"While {n.name!r}: input list is not a batch-major "
-                              "sequence transposed to time-major (time_major=True?)")
-        x, back = gv.inputs_of(tn)[0], False
+        rin = body.inputs(r)
+        k = body.arg_index(rin[0 if r.op == "TensorListGetItem" else 2])
+        if k is None:
+            continue
+        _, n = skip_identity(gv, ins[k])
+        if n.op == "TensorListFromTensor":
+            seq = gv.inputs_of(n)[0]
+        elif n.op == "TensorArrayScatterV3":
+            seq = gv.inputs_of(n)[2]
+        else:
+            continue
+        if not gv.is_live(seq):
+            continue
+        _, tn = skip_identity(gv, seq)
+        time_major = not (tn.op == "Transpose" and _perm_102(gv, tn))
+        if time_major and len(gv.shape(seq) or []) != 3:
+            raise Unsupported(f"While {loop.name!r}: input sequence {seq!r} is neither a "
+                              "batch-major sequence transposed to time-major nor a rank-3 "
+                              "time-major one")
+        x, back = (seq, False) if time_major else (gv.inputs_of(tn)[0], False)
         _, rn = skip_identity(gv, x)
-        if rn.op == "ReverseV2" and _time_axis(gv, rn):    # bidirectional_dynamic_rnn bw
-            x, back = gv.inputs_of(rn)[0], True
-        found.append((x, k, back))
+        if rn.op == "ReverseV2" and _time_axis(gv, rn, 0 if time_major else 1):
+            x, back = gv.inputs_of(rn)[0], True   # bidirectional_dynamic_rnn bw
+        found.append((x, body.arg_index(rin[0]), back, body.arg_index(rin[1]), time_major))
     if len(found) != 1:
-        return None, None, False
+        return None, None, False, None, False
     return found[0]
 
 
-def _time_axis(gv, rev):
+def _lengths(gv, loop, time_arg):
+    """Outer sequence_length tensor when every Select is dynamic_rnn's copy-through:
+    Select(time >= L, zeros, output) for the output and Select(.., state, new) for each
+    state; None without Selects."""
+    body = loop.body
+    if not body.masks:
+        return None
+    lens = set()
+    for sel, (old, ge) in sorted(body.masks.items()):
+        t, length = body.inputs(ge)
+        if body.arg_index(t) != time_arg:
+            raise Unsupported(f"While {loop.name!r}: {sel} selects on {ge.name}, which does "
+                              "not compare the loop's time with a sequence_length")
+        lens.add(body.arg_index(length))
+        rets = [i for i, r in enumerate(body.ret)
+                if body.through(body.ref(r), masks=False) == (sel, 0)]
+        if rets:
+            if body.arg_index(old) != rets[0]:
+                raise Unsupported(f"While {loop.name!r}: {sel} does not keep loop "
+                                  f"variable {rets[0]} past the sequence end")
+        else:
+            k = body.arg_index(old)
+            if k is None:
+                raise Unsupported(f"While {loop.name!r}: {sel} writes a computed value "
+                                  "past the sequence end (zeros expected)")
+            _zero_state(gv, loop.ins[k], loop, what="output past the sequence end")
+    if len(lens) != 1:
+        raise Unsupported(f"While {loop.name!r}: Selects compare with {len(lens)} "
+                          "different sequence_length tensors")
+    lengths = loop.ins[lens.pop()]
+    if not gv.is_live(lengths):
+        raise Unsupported(f"While {loop.name!r}: sequence_length {lengths!r} does not come "
+                          "from the model inputs (add its placeholder to the inputs)")
+    return lengths
+
+
+def _time_axis(gv, rev, axis):
     try:
-        return np.ravel(gv.static(gv.inputs_of(rev)[1])).tolist() == [1]
+        return np.ravel(gv.static(gv.inputs_of(rev)[1])).tolist() == [axis]
     except Unsupported:
         return False
 
@@ -229,7 +391,7 @@ def _cells(gv, body, ins, in_arg, node):
     order, cur = [], None
     for c in cells.values():
         xn = body.node(body.through(c["x"]))
-        if xn is not None and xn.op == "TensorListGetItem" and \
+        if xn is not None and xn.op in READ_OPS and \
                 body.arg_index(body.inputs(xn)[0]) == in_arg:
             cur = c
     while cur is not None:
@@ -412,7 +574,7 @@ def _unexpected(body, ins, gv):
 
 
 def _check_ops(body, cells, node):
-    want = LOOP_OPS.copy()
+    want = body.loop_ops.copy()
     for c in cells:
         want.update(CELL_OPS[c["kind"]])
     got = body.op_counts()
@@ -427,7 +589,7 @@ def _check_ops(body, cells, node):
                " (peepholes, projection or custom activations need a custom cell)"))
 
 
-def _zero_state(gv, t, node):
+def _zero_state(gv, t, node, what="initial state"):
     try:
         value = gv.static(t)
     except Unsupported:
@@ -437,53 +599,127 @@ def _zero_state(gv, t, node):
             fill = gv.const(gv.inputs_of(n)[1])
             value = fill if fill is not None else None
     if value is None or np.any(np.asarray(value) != 0):
-        raise Unsupported(f"While {node.name!r}: initial state {t!r} is not zeros "
-                          "(initial_state given); Keras layers start from zeros here")
+        raise Unsupported(f"While {node.name!r}: {what} {t!r} is not zeros"
+                          + (" (initial_state given); Keras layers start from zeros here"
+                             if what == "initial state" else ""))
 
 
 def _output_list(body, top):
-    """Loop arg of the TensorList the top cell's h is written into (None if none)."""
-    for s in body.users(top["h"], ("TensorListSetItem",)):
-        return body.arg_index(body.inputs(s)[0])
+    """Loop arg of the TensorList / TensorArray flow the top cell's h is written into
+    (through a sequence_length Select), or None."""
+    users = body.users(top["h"])
+    users += [w for u in users if u.name in body.masks for w in body.users((u.name, 0))]
+    for s in users:
+        if s.op in WRITE_OPS:
+            return body.arg_index(body.inputs(s)[WRITE_OPS[s.op]])
     return None
 
 
-def _sequence_output(gv, node, out_arg):
-    """transpose(TensorListStack(While:k)) → (its tensor, nodes to claim), or (None, [])."""
+def _sequence_output(gv, loop, out_arg, time_major=False):
+    """The per-step outputs after the loop → (tensor, nodes to claim), or (None, []):
+    transpose(TensorListStack(While:k)) or transpose(TensorArrayGatherV3(.., Exit_k)); a
+    time-major loop has no transpose."""
     if out_arg is None:
         return None, []
-    cur, claimed = f"{node.name}:{out_arg}", []
-    for _ in range(5):
-        cons = gv.consumers.get(cur, [])
+    cur, claimed = loop.out(out_arg), []
+    for _ in range(6):
+        cons = [gv.nodes[c] for c, _ in gv.consumers.get(cur, [])]
+        size = [n for n in cons if n.op == "TensorArraySizeV3"]   # v1: gather(range(size))
+        for n in size:
+            claimed.append(n.name)
+            claimed += [c for c, _ in gv.consumers.get(n.name + ":0", [])
+                        if gv.nodes[c].op == "Range"]
+        cons = [n for n in cons if n.op != "TensorArraySizeV3"]
         if len(cons) != 1:
             return None, []
-        n = gv.nodes[cons[0][0]]
+        n = cons[0]
         claimed.append(n.name)
-        if n.op == "Transpose":
-            if not _perm_102(gv, n):
-                return None, []
+        if n.op == "Transpose" and not time_major:
+            return (n.name + ":0", claimed) if _perm_102(gv, n) else (None, [])
+        if n.op in ("TensorListStack", "TensorArrayGatherV3") and time_major:
             return n.name + ":0", claimed
-        if n.op not in ("Identity", "TensorListStack"):
+        if n.op not in ("Identity", "TensorListStack", "TensorArrayGatherV3"):
             return None, []
         cur = n.name + ":0"
     return None, []
 
 
-@register_pattern("v1_loop", ops=("Enter", "RefEnter"))
-def v1_loop(gv, node):
-    """TF1 control-flow loops (Enter/Merge/Switch/NextIteration/Exit) are not converted;
-    say precisely what the loop holds instead of failing op by op."""
-    frame = gv.attr(node, "frame_name", "") or ""
-    scope = node.name.rsplit("/", 1)[0] + "/"
-    ops = Counter(n.op for name, n in gv.nodes.items() if name.startswith(scope))
-    cell = ("LSTM cell (MatMul + BiasAdd + Split into 4 gates)"
-            if any(n.op == "Split" and n.attr["num_split"].i == 4
-                   for name, n in gv.nodes.items() if name.startswith(scope))
-            else "cell ops " + ", ".join(sorted(o for o in ops if o in ("MatMul", "Tanh",
-                                                                         "Sigmoid"))))
-    extra = " and sequence_length masking (Select)" if ops.get("Select") else ""
-    raise Unsupported(
-        f"TF1 control-flow loop '{scope[:-1]}' (frame {frame!r}; Enter/Merge/Switch/Exit, "
-        f"TensorArrayV3) holding a {cell}{extra}: only control-flow-v2 While loops "
-        "(TF >= 1.15 / TF2 dynamic_rnn) map to Keras LSTM/GRU; re-export the graph with "
-        "a newer TF or tag the loop's variables custom.param")
+def v1_loop(gv, enter, frame):
+    """The control-flow-v1 frame `frame` (entered by `enter`) as a Loop."""
+    nodes = _frame_nodes(gv, frame)
+    where = f"TF1 control-flow loop '{scope_of(enter.name)}' (frame {frame!r})"
+    nested = sorted({gv.attr(n, "frame_name", "") for n in nodes.values()
+                     if n.op in ENTER} - {frame})
+    if nested:
+        raise Unsupported(f"{where} holds nested loops {nested[:2]}: not converted")
+    args, ins, ret, outs, plumbing = [], [], [], [], set()
+    for m in sorted((n for n in nodes.values() if n.op in MERGE), key=lambda n: n.name):
+        init, back = [nodes.get(node_of(t)) for t in gv.inputs_of(m)[:2]]
+        if init is None or back is None or init.op not in ENTER or back.op not in NEXT:
+            init, back = back, init
+        switch = _users_of(gv, nodes, m.name + ":0", SWITCH)
+        ident = switch and _users_of(gv, nodes, switch[0].name + ":1", ("Identity",))
+        exit_ = switch and _users_of(gv, {n.name: n for n in gv._node_consumers.get(
+            switch[0].name, [])}, switch[0].name + ":0", EXIT)
+        if init is None or back is None or init.op not in ENTER or back.op not in NEXT \
+                or len(switch) != 1 or len(ident) != 1 or len(exit_) > 1:
+            raise Unsupported(f"{where}: loop variable {m.name} is not Merge(Enter, "
+                              "NextIteration) → Switch → Identity / Exit")
+        args.append(ident[0].name)
+        ins.append(gv.inputs_of(init)[0])
+        ret.append(gv.inputs_of(back)[0])
+        outs.append(exit_[0].name + ":0" if exit_ else None)
+        plumbing.update({m.name, init.name, back.name, switch[0].name, ident[0].name})
+    for e in sorted((n for n in nodes.values() if n.op in ENTER), key=lambda n: n.name):
+        if e.name not in plumbing:
+            if not gv.attr(e, "is_constant", False):
+                raise Unsupported(f"{where}: {e.name} enters a value that is neither a "
+                                  "loop variable nor constant")
+            args.append(e.name)
+            ins.append(gv.inputs_of(e)[0])
+    cond = set()
+    todo = [n.name for n in nodes.values() if n.op == "LoopCond"]
+    while todo:                  # the loop condition (time < steps): not part of the body
+        n = todo.pop()
+        if n in cond or n not in nodes or n in args or nodes[n].op in MERGE:
+            continue
+        cond.add(n)
+        todo += [node_of(t) for t in nodes[n].input]
+    body_nodes = {k: n for k, n in nodes.items()
+                  if k not in cond and k not in args and n.op not in V1_PLUMBING}
+    body = FrameBody(args, body_nodes, ret)
+    return Loop(scope_of(args[0]) if args else scope_of(enter.name), body, ins,
+                sorted(nodes), outs)
+
+
+def _frame_nodes(gv, frame):
+    """The frame's nodes the outputs need: what its Enters reach (data and control edges)
+    up to its Exits (a training graph's gradient ops read the frame too: left out)."""
+    cons = gv.__dict__.get("_node_consumers")
+    if cons is None:
+        cons = {}
+        for n in gv.graph_def.node:
+            for t in n.input:
+                cons.setdefault(node_of(t), []).append(n)
+        gv._node_consumers = cons
+    todo = [n for n in gv.graph_def.node
+            if n.op in ENTER and (gv.attr(n, "frame_name", "") or "") == frame]
+    seen = {}
+    while todo:
+        n = todo.pop()
+        if n.name in seen or n.name not in gv.needed:
+            continue
+        seen[n.name] = n
+        if n.op not in EXIT:
+            todo += cons.get(n.name, [])
+    return seen
+
+
+def _users_of(gv, nodes, tensor, ops):
+    name, idx = tensor.rsplit(":", 1)
+    out = []
+    for n in nodes.values():
+        if n.op in ops and any(node_of(t) == name and (t.split(":") + ["0"])[1] == idx
+                               for t in n.input if not t.startswith("^")):
+            out.append(n)
+    return out

@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from tb_varmap.convert.handlers.rnn import (LOOP_OPS, _concat, _output_list, _ret_index,
+from tb_varmap.convert.handlers.rnn import (READ_OPS, _concat, _output_list, _ret_index,
                                             _sequence_output, _split_users, _zero_state)
 from tb_varmap.convert.registry import Emit, Unsupported, Weight
 
@@ -44,9 +44,10 @@ def _clip_of(body, ref):
     return t, hi
 
 
-def tf_lstm_cell(gv, node, body, ins, x, in_arg, back):
+def tf_lstm_cell(gv, loop, x, in_arg, back, time_major):
     import keras
 
+    node, body, ins = loop, loop.body, loop.ins
     loop_vars = {}                    # role/name kind -> (loop arg index, binding)
     for k, t in enumerate(ins):
         b = gv.var(t)
@@ -71,7 +72,7 @@ def tf_lstm_cell(gv, node, body, ins, x, in_arg, back):
         return None
     x_ref, h_ref = _concat(body, mm, node)
     xn = body.node(body.through(x_ref))
-    if xn is None or xn.op != "TensorListGetItem" or \
+    if xn is None or xn.op not in READ_OPS or \
             body.arg_index(body.inputs(xn)[0]) != in_arg:
         return None
     peep = [d in loop_vars for d in DIAGS]
@@ -108,8 +109,10 @@ def tf_lstm_cell(gv, node, body, ins, x, in_arg, back):
             body.ref(body.ret[h_arg]))) != h_arg:
         return None
     states = []
+    mask_old = {body.arg_index(old) for old, _ in body.masks.values()}
     for k, t in enumerate(ins):
-        if k in (h_arg, in_arg) or gv.var(t) is not None:
+        if k in (h_arg, in_arg) or k in mask_old or k >= len(body.ret) or \
+                gv.var(t) is not None:
             continue
         try:
             _zero_state(gv, t, node)
@@ -121,7 +124,7 @@ def tf_lstm_cell(gv, node, body, ins, x, in_arg, back):
         return None
     c_arg = states[0]
     _zero_state(gv, ins[h_arg], node)
-    want = LOOP_OPS + Counter({"ConcatV2": 1, "MatMul": 1 + (proj_mm is not None),
+    want = body.loop_ops + Counter({"ConcatV2": 1, "MatMul": 1 + (proj_mm is not None),
                               "BiasAdd": 1, "Split": 1, "Add": 2 + 3 * peep, "Sigmoid": 3,
                               "Tanh": 2, "Mul": 3 + 3 * peep})
     clips = (cell_clip is not None) + (proj_clip is not None)
@@ -142,9 +145,9 @@ def tf_lstm_cell(gv, node, body, ins, x, in_arg, back):
     weights = [Weight(i, np.asarray(loop_vars[k][1].value), loop_vars[k][1],
                       note="TF LSTMCell layout, computed as TF does (TfLSTMCell)")
                for i, k in enumerate(order)]
-    seq, seq_nodes = _sequence_output(gv, node, _output_list(body, {"h": body.through(
-        body.ref(body.ret[h_arg]))}))
-    outputs = [seq or f"{node.name}:{h_arg}", f"{node.name}:{c_arg}", f"{node.name}:{h_arg}"]
+    seq, seq_nodes = _sequence_output(gv, loop, _output_list(body, {"h": body.through(
+        body.ref(body.ret[h_arg]))}), time_major)
+    outputs = [seq or loop.out(h_arg), loop.out(c_arg), loop.out(h_arg)]
     dtype = kernel.dtype.name
     seqs = bool(seq)
 
@@ -156,6 +159,5 @@ def tf_lstm_cell(gv, node, body, ins, x, in_arg, back):
         return keras.layers.RNN(cell, return_sequences=seqs, return_state=True,
                                 go_backwards=back, name=n, dtype=dtype)
 
-    return Emit(make, [x], outputs, [node.name] + seq_nodes,
-                name=node.name.rsplit("/", 1)[0] if "/" in node.name else node.name,
+    return Emit(make, [x], outputs, list(loop.nodes) + seq_nodes, name=loop.layer_name,
                 weights=weights, standard=False)
