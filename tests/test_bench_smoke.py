@@ -86,3 +86,43 @@ def test_big_checkpoint_smoke(tmp_path):
     r = big_checkpoint.main(["--smoke", "--out", str(tmp_path)])
     assert r["list"]["variables"] == 4
     assert r["export"]["exit"] == 0 and r["export_verify"]["exit"] == 0
+
+
+def test_families_smoke(tmp_path):
+    from bench import families
+
+    payload = families.main(["--smoke", "--out", str(tmp_path)])
+    rows = {r["run"]: r for r in payload["runs"]}
+    assert sorted(rows) == ["fam_embedding", "half_plus_two_v1_checkpoint"]
+    fam = rows["fam_embedding"]
+    assert fam["exit"] == 0 and not fam.get("error"), fam.get("error")
+    assert fam["outputs_cmp"]["max_abs"] == 0.0 and fam["gradients"]["compared"] == 3
+    assert "Embedding" in fam["keras_layers"] and fam["wall_s"] > 0
+    assert "--inputs ids --outputs y:0" in fam["command"]
+    assert payload["command"] and payload["machine"]
+    table = (tmp_path / "families_results_smoke.md").read_text()
+    assert "| fam_embedding | passed | Dense, Embedding" in table
+    assert families.KEEP_MARK in table
+    assert (tmp_path / "families_smoke.json").exists()
+
+
+def test_families_table_keeps_failures_as_rows_and_notes(tmp_path):
+    from bench import families
+
+    payload = {"command": "python -m bench.families", "finished": "now", "revision": "abc",
+               "machine": "m", "loadavg_at_end": [1.0, 1.0, 1.0], "settings": {},
+               "runs": [{"run": "fam_x_tf1", "exit": 2, "wall_s": 3.0,
+                         "error": "tb-varmap: run 'fam_x_tf1': no handler for op | Enter"},
+                        {"run": "fam_y", "exit": None, "wall_s": None,
+                         "error": "generation failed: boom"}]}
+    text = families.markdown(payload)
+    assert "| fam_x_tf1 | exit 2: tb-varmap: run 'fam_x_tf1': no handler for op \\| Enter |" in text
+    assert "| fam_y | exit None: generation failed: boom |" in text
+    assert "0 passed, 0 exported but not passed, 2 refused or failed" in text
+    path = str(tmp_path / "t.md")
+    families.write_table(path, text)
+    with open(path, "a") as f:
+        f.write("hand-written note\n")
+    families.write_table(path, text.replace("abc", "def"))
+    out = open(path).read()
+    assert "commit def" in out and out.endswith("hand-written note\n") and out.count("fam_y") == 2
