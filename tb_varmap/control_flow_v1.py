@@ -44,8 +44,6 @@ def frames(graph):
 def with_loop_exits(graph_def, names):
     """`names` plus every Exit of the v1 loops they need: tf.gradients of a loop expects
     all of its exits in the graph, a subgraph extracted for some outputs may lack them."""
-    import tensorflow as tf
-
     nodes = {n.name: n for n in graph_def.node}
     exits = {}                           # frame -> its Exit nodes
     for n in graph_def.node:
@@ -55,8 +53,14 @@ def with_loop_exits(graph_def, names):
                 exits.setdefault(frame, []).append(n.name)
     if not exits:
         return list(names)
-    sub = tf.compat.v1.graph_util.extract_sub_graph(graph_def, list(names))
-    used = {n.attr["frame_name"].s.decode() for n in sub.node if n.op in LOOP_ENTER}
+    seen, todo = set(), [n.split(":")[0] for n in names]
+    while todo:                          # what `names` need (data and control inputs)
+        n = todo.pop()
+        if n not in seen and n in nodes:
+            seen.add(n)
+            todo += [t.split(":")[0].lstrip("^") for t in nodes[n].input]
+    used = {nodes[n].attr["frame_name"].s.decode() for n in seen
+            if nodes[n].op in LOOP_ENTER}
     extra = [e for f in sorted(used & set(exits)) for e in exits[f]]
     return sorted(set(names) | set(extra))
 

@@ -168,6 +168,8 @@ class DynamicRNN(keras.layers.Wrapper):
             lengths = ops.reshape(ops.cast(lengths, "int32"), (ops.shape(x)[0],))
             mask = ops.less(steps[None, :], lengths[:, None])
         out = self.layer(x, mask=mask, training=training)
+        for t in keras.tree.flatten(out):     # TF passes no mask on: zeros are the output
+            _clear_mask(t)
         if self.time_major and self.layer.return_sequences:
             if isinstance(out, (list, tuple)):
                 return [ops.swapaxes(out[0], 0, 1)] + list(out[1:])
@@ -178,3 +180,9 @@ class DynamicRNN(keras.layers.Wrapper):
         config = super().get_config()
         config.update(time_major=self.time_major, with_lengths=self.with_lengths)
         return config
+
+
+def _clear_mask(tensor):
+    from keras.src.backend import set_keras_mask
+
+    set_keras_mask(tensor, None)
