@@ -55,8 +55,6 @@ class Body:
     """A loop body: args (loop variables, then invariants), nodes, returned values (by
     loop-variable index). From a While's FunctionDef (`of_function`) or a v1 frame."""
 
-    loop_ops = Counter({"Add": 2})     # control-flow v2: time and loop counter increments
-
     def __init__(self, args, nodes, ret):
         self.args, self.nodes, self.ret = args, nodes, ret
         self.consumers = {}
@@ -105,6 +103,18 @@ class Body:
     def users(self, ref, op=None):
         return [n for n, _ in self.consumers.get(ref, []) if op is None or n.op in op]
 
+    @property
+    def loop_ops(self):
+        """The loop's own ops: counters (time, iterations) returned as arg + const."""
+        n = 0
+        for k, r in enumerate(self.ret):
+            add = self.node(self.through(self.ref(r), masks=False))
+            if add is not None and add.op in ("Add", "AddV2"):
+                ins = [self.arg_index(i) for i in self.inputs(add)]
+                consts = [self.node(i) for i in self.inputs(add)]
+                n += k in ins and any(c is not None and c.op == "Const" for c in consts)
+        return Counter({"Add": n})
+
     def op_counts(self):
         skip = set(self.masks) | {ge.name for _, ge in self.masks.values()}
         c = Counter()
@@ -133,8 +143,6 @@ class Body:
 class FrameBody(Body):
     """A control-flow-v1 frame seen as a body: a loop variable is Merge(Enter, NextIteration)
     read as Identity(Switch:1); an invariant is a constant Enter."""
-
-    loop_ops = Counter({"Add": 1})     # the time increment
 
 
 class Loop:

@@ -1,0 +1,110 @@
+"""dynamic_rnn as TF 1.x wrote it (the "tf1" variant: control-flow-v1 loop over
+TensorArrayV3, ref variables) and the dynamic_rnn input conventions (sequence_length,
+time_major) in both loop forms: roles → convert → verify OK (outputs and every gradient,
+through the v1 loop too), standard Keras layers, reloadable with safe_mode."""
+import numpy as np
+import pytest
+
+from tb_varmap.demo.families import FAMILIES, generate_families, sample_feed
+
+# family -> (Keras class of the loop layer, class of the wrapped RNN or None)
+EXPECTED = {
+    "fam_lstm": ("LSTM", None),
+    "fam_basic_lstm": ("LSTM", None),
+    "fam_gru": ("GRU", None),
+    "fam_lstm_stacked": ("RNN", None),
+    "fam_lstm_peephole": ("RNN", None),          # custom TfLSTMCell
+    "fam_lstm_proj": ("RNN", None),
+    "fam_bilstm": ("LSTM", None),                # + the bw GRU
+    "fam_lstm_seqlen": ("DynamicRNN", "LSTM"),
+    "fam_gru_seqlen": ("DynamicRNN", "GRU"),
+    "fam_lstm_stacked_seqlen": ("DynamicRNN", "RNN"),
+    "fam_lstm_time_major": ("DynamicRNN", "LSTM"),
+}
+NEW = ["fam_gru_seqlen", "fam_lstm_stacked_seqlen", "fam_lstm_time_major"]
+CASES = [(m, "tf1") for m in EXPECTED] + [(m, "ref") for m in NEW]
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("families_loops")
+    generate_families(str(out), list(EXPECTED), ["tf1"])
+    generate_families(str(out), NEW, ["ref"])
+    return str(out)
+
+
+def _run(model, variant):
+    return model + ("_tf1" if variant == "tf1" else "")
+
+
+def _feed(model):
+    feed = sample_feed(model, batch=3)
+    if "lengths" in feed:
+        feed["lengths"] = np.array([5, 2, 1], "int32")   # full, short, one step
+    return feed
+
+
+@pytest.mark.parametrize("model,variant", CASES)
+def test_loop_converts_and_verifies(logdir, model, variant):
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+    from tb_varmap.verify import verify
+
+    rd = RunData(logdir, _run(model, variant))
+    ops = {n.op for n in rd.graph_def.node}
+    assert ("Enter" in ops and "VariableV2" in ops) if variant == "tf1" else \
+        ops & {"While", "StatelessWhile"}
+    inputs, outputs = list(FAMILIES[model].inputs), FAMILIES[model].outputs
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    conv = convert_graph(rd.graph_def, inputs, outputs, bindings)
+    cls, inner = EXPECTED[model]
+    (lb,) = [lb for lb in conv.layers if lb.keras_class == cls]
+    layer = conv.model.get_layer(lb.layer)
+    if inner:
+        assert type(layer.layer).__name__ == inner and lb.standard
+        assert layer.time_major == FAMILIES[model].time_major
+        assert layer.with_lengths == ("lengths" in inputs)
+    if variant == "tf1":   # the whole v1 frame is one layer, nothing per-op left of it
+        assert any("/while/" in n and n.endswith("Enter") for n in lb.tf_nodes)
+        assert not [u for u in conv.report["unsupported"]["nodes"] if "/while/" in u["node"]]
+    roles = {v["variable"]: v["role"] for v in lb.variables}   # inferred, not tagged
+    assert roles and all(r.split(".")[0] in ("lstm", "gru") or r == "custom.param"
+                         for r in roles.values()), roles
+    rep = verify(rd.graph_def, inputs, outputs, bindings, conv, feed=_feed(model))
+    assert rep["passed"], (rep["outputs"], rep["gradients"])
+    assert all(g["status"] == "OK" for g in rep["gradients"]), rep["gradients"]
+    assert {g["variable"] for g in rep["gradients"]} >= {
+        v["variable"] for v in lb.variables}                 # the loop's weights included
+    for o in rep["outputs"]:
+        assert o["max_abs"] < 1e-6, o
+
+
+def test_masked_steps_are_zero_and_state_is_kept(logdir, tmp_path):
+    """sequence_length semantics, directly: past a row's length the sequence output is
+    zero and the final state equals the state at the length (TF's copy-through)."""
+    import keras
+
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+
+    rd = RunData(logdir, "fam_gru_seqlen_tf1")
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    conv = convert_graph(rd.graph_def, ["x", "lengths"], ["seq:0", "y:0"], bindings)
+    (lb,) = [lb for lb in conv.layers if lb.keras_class == "DynamicRNN"]
+    rnn = conv.model.get_layer(lb.layer)
+    feed = _feed("fam_gru_seqlen")
+    seq, h = [np.asarray(t) for t in rnn([feed["x"], feed["lengths"]])]
+    assert np.all(seq[1, 2:] == 0) and np.all(seq[2, 1:] == 0) and np.any(seq[0, 4] != 0)
+    np.testing.assert_array_equal(h[1], seq[1, 1])
+    np.testing.assert_array_equal(h[2], seq[2, 0])
+    path = str(tmp_path / "m.keras")
+    conv.model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    args = [feed["x"], feed["lengths"]]
+    for a, b in zip(again(args), conv.model(args)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert again.get_layer(lb.layer).layer.trainable_weights
