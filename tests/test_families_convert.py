@@ -299,6 +299,12 @@ def test_real_tf11_v1_loop_becomes_masked_lstm(tmp_path):
     layer, lb = _layer(conv, "DynamicRNN")
     assert type(layer.layer).__name__ == "LSTM" and layer.layer.units == 120
     assert len([n for n in lb.tf_nodes if n.startswith("rnn/while/")]) > 40  # whole frame
+    # the per-step output layer (reshape, MatMul + bias, reshape back) is one Dense; what
+    # stays custom is weightless: the conv-to-sequence reshape, the time-major transpose
+    assert [lb.keras_class for lb in conv.layers] == [
+        "Conv2D", "VarMapOp", "DynamicRNN", "Dense", "VarMapOp"]
+    assert not conv.report["unsupported"]["nodes"] and \
+        conv.report["custom_weights"]["params"] == 0
     w = rd.read_variable("rnn/multi_rnn_cell/cell_0/lstm_cell/weights")
     b = rd.read_variable("rnn/multi_rnn_cell/cell_0/lstm_cell/biases")
     for got, want in zip(layer.layer.weights, _lstm_keras(w, b, 1.0)):

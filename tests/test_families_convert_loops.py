@@ -7,6 +7,8 @@ import pytest
 
 from tb_varmap.demo.families import FAMILIES, generate_families, sample_feed
 
+COVERS = ["time_distributed_dense"]      # for the registry meta-test
+
 # family -> (Keras class of the loop layer, class of the wrapped RNN or None)
 EXPECTED = {
     "fam_lstm": ("LSTM", None),
@@ -108,3 +110,33 @@ def test_masked_steps_are_zero_and_state_is_kept(logdir, tmp_path):
     for a, b in zip(again(args), conv.model(args)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert again.get_layer(lb.layer).layer.trainable_weights
+
+
+@pytest.mark.parametrize("batch_from", ["shape", "static"])
+def test_per_step_dense_via_reshape_becomes_one_dense(batch_from):
+    """TF1 sequence heads: reshape [B, T, C] → [B*T, C], MatMul + bias + relu, reshape back
+    to [B, -1, U] (B read with tf.shape, or fixed) → one Keras Dense on the sequence,
+    bit-exact, no per-op layers left."""
+    import tensorflow as tf
+
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.convert.testing import bindings_from_graph, run_model
+
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = v1.placeholder(tf.float32, [None if batch_from == "shape" else 2, 5, 3], "x")
+        w = v1.get_variable("head/w", [3, 4], use_resource=False)
+        b = v1.get_variable("head/b", [4], initializer=v1.random_normal_initializer(1))
+        flat = tf.nn.relu(tf.matmul(tf.reshape(x, [-1, 3]), w) + b)
+        lead = tf.shape(x)[0] if batch_from == "shape" else 2
+        tf.identity(tf.reshape(flat, [lead, -1, 4]), name="y")
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            variables = bindings_from_graph(g, sess)
+            feed = np.random.RandomState(0).randn(2, 5, 3).astype("float32")
+            want = sess.run("y:0", {"x:0": feed})
+    conv = convert_graph(g.as_graph_def(), ["x"], ["y:0"], variables)
+    assert [lb.keras_class for lb in conv.layers] == ["Dense"]
+    assert not conv.report["unsupported"]["nodes"]
+    np.testing.assert_array_equal(run_model(conv.model, [feed])[0], want)
