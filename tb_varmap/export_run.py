@@ -6,6 +6,7 @@ This is the glue the CLI, the background jobs and `tb_varmap.export()` share.
 import contextlib
 import datetime
 import fcntl
+import json
 import os
 
 from tb_varmap import fileio, metadata
@@ -246,6 +247,39 @@ def save_model_atomic(model, path):
         model.save(tmp)
 
 
+def index_maps_path(model_path):
+    """Where the converter's index maps of `model_path` go (next to it)."""
+    base = model_path[:-len(".keras")] if model_path.endswith(".keras") else model_path
+    return base + ".index.npz"
+
+
+def save_index_maps(index_maps, path):
+    """conversion.index_maps as one .npz (atomic): arrays "0", "1", ... and a manifest of
+    (weight path, variable) per array."""
+    import numpy as np
+
+    pairs = [(p, v) for p in sorted(index_maps) for v in sorted(index_maps[p])]
+    arrays = {str(i): index_maps[p][v] for i, (p, v) in enumerate(pairs)}
+    manifest = np.array([json.dumps(pairs)])
+    with fileio.replacing(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, manifest=manifest, **arrays)
+
+
+def load_index_maps(path):
+    """The maps saved by save_index_maps, or {} when there is no (readable) file."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            pairs = json.loads(str(data["manifest"][0]))
+            maps = {}
+            for i, (p, v) in enumerate(pairs):
+                maps.setdefault(p, {})[v] = np.asarray(data[str(i)])
+            return maps
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def export(
     logdir,
     run=".",
@@ -308,6 +342,7 @@ def export(
         )
         progress(0.62, "saving model")
         save_model_atomic(conversion.model, out)
+        save_index_maps(conversion.index_maps, index_maps_path(out))
         report = {
             "format_version": metadata.REPORT_FORMAT_VERSION,
             "run": run,

@@ -161,8 +161,9 @@ def make_inputs(graph_def, inputs, variables, seed, batch=2):
 
     Unknown batch dim -> `batch` (or the first dim that inputs of rank >= 2 fix, when
     they agree), other unknown dims -> UNKNOWN_DIM; floats ~ N(0, 1); ints that index an
-    embedding table lie in [0, rows), other ints (lengths, counts) in [1, UNKNOWN_DIM];
-    bools are False.
+    embedding table lie in [0, rows), other ints (lengths, counts) in [1, steps], steps =
+    the smallest inner dim (not batch, not features) of the float inputs of rank >= 3 (a
+    sequence's time axis), else UNKNOWN_DIM; bools are False.
     """
     gd = _tf_graph_def(graph_def)
     nodes = _nodes(gd)
@@ -178,20 +179,24 @@ def make_inputs(graph_def, inputs, variables, seed, batch=2):
     fixed = {shape[0] for _, shape in specs.values() if len(shape) >= 2 and shape[0]}
     if len(fixed) == 1:
         batch = fixed.pop()
-    feed = {}
+    feed, shapes = {}, {}
     for key, (dtype, shape) in specs.items():
-        shape = [(batch if i == 0 else UNKNOWN_DIM) if d is None else d
-                 for i, d in enumerate(shape)]
-        feed[key] = _random_value(gd, key, dtype, shape, variables, rng)
+        shapes[key] = [(batch if i == 0 else UNKNOWN_DIM) if d is None else d
+                       for i, d in enumerate(shape)]
+    steps = [min(shapes[k][1:-1]) for k, (dtype, _) in specs.items()
+             if dtype.is_floating and len(shapes[k]) >= 3]
+    for key, (dtype, _) in specs.items():
+        feed[key] = _random_value(gd, key, dtype, shapes[key], variables, rng,
+                                  min(steps, default=UNKNOWN_DIM))
     return feed
 
 
-def _random_value(gd, key, dtype, shape, variables, rng):
+def _random_value(gd, key, dtype, shape, variables, rng, steps=UNKNOWN_DIM):
     if dtype.is_floating:
         return rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
     if dtype.is_integer:
         sizes = _id_tables(gd, key, variables)
-        low, high = (0, min(sizes)) if sizes else (1, UNKNOWN_DIM + 1)
+        low, high = (0, min(sizes)) if sizes else (1, steps + 1)
         return rng.integers(low, max(high, low + 1), size=shape).astype(dtype.as_numpy_dtype)
     if dtype.is_bool:
         return np.zeros(shape, dtype=bool)
@@ -706,7 +711,8 @@ def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol,
         report["outputs"] = _outputs(outputs, values, keras_outs, atol, rtol)
         say(0.7, "comparing gradients")
         report["gradients"] = _gradients(orig, model, layers, variables, outputs, loss_t, x,
-                                         atol, rtol, values, seed)
+                                         atol, rtol, values, seed,
+                                         getattr(conversion, "index_maps", None) or {})
         report["gradient_tolerance"] = ("per variable: atol + rtol * max|original gradient| "
                                         "(each row's `tolerance`)")
         report["gradient_of"] = (f"loss '{loss_t}' (through the outputs)" if loss_t else
@@ -872,7 +878,8 @@ def _weights_by_path(model):
     return out
 
 
-def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, values, seed):
+def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, values, seed,
+               index_maps=None):
     """d(scalar)/d(variable), original vs Keras, for every trainable bound variable.
 
     scalar = sum(output * r) over the float outputs, r seeded N(0, 1) noise (a plain sum
@@ -981,7 +988,7 @@ def _gradients(orig, model, layers, variables, outputs, loss_t, x, atol, rtol, v
                 f"no Keras gradient reaches weight(s) {lost} (the model does not "
                 "differentiate through them), while the original gradient is non-zero"))
             continue
-        g_k, why = _to_variable_layout(v, paths, weights, kg)
+        g_k, why = _to_variable_layout(v, paths, weights, kg, index_maps)
         if isinstance(g_k, Grouped):
             g_tf = np.bincount(g_k.groups, weights=np.asarray(g_tf, np.float64).ravel(),
                                minlength=g_k.sums.size)
@@ -1057,15 +1064,26 @@ def _grad_reason(orig, what, error):
     return f"original gradient{what} failed: {_brief(error)}{hint}"
 
 
-def _to_variable_layout(v, paths, weights, kg):
+def _to_variable_layout(v, paths, weights, kg, index_maps=None):
     """Keras gradient(s) in the TF variable's layout, or (None, reason).
 
-    Same shape and same values: as is. Otherwise the converter re-laid the value out
+    With the converter's index maps (conversion.index_maps: per Keras element, the
+    variable element it came from) the gradients are scattered back exactly, summed where
+    one element feeds several. Same shape and same values: as is. Otherwise the converter
+    re-laid the value out
     (split, reordered, transposed, e.g. LSTM gates; maybe with a constant folded in, e.g.
     forget_bias): each Keras element is traced back to the variable element holding its
     value, and its gradient put there. A same-shape weight that cannot be traced back is
     compared as is."""
     value = np.asarray(v.value)
+    maps = [(index_maps or {}).get(p, {}).get(v.name) for p in paths]
+    if paths and all(m is not None and m.shape == tuple(weights[p].shape)
+                     for m, p in zip(maps, paths)):
+        out = np.zeros(value.size, dtype=np.float64)
+        for m, p in zip(maps, paths):
+            hit = m >= 0
+            np.add.at(out, m[hit], np.asarray(kg[p], np.float64)[hit])
+        return out.reshape(value.shape), None
     kw = [np.asarray(weights[p].numpy()) for p in paths]
     same_shape = len(paths) == 1 and kw[0].shape == value.shape
     if same_shape and np.array_equal(kw[0], value):

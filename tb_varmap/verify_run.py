@@ -49,12 +49,28 @@ def verify_saved(run_data, model_path=None, inputs_npz=None, atol=1e-5, rtol=1e-
         raise BadInput("model file %s could not be loaded as a Keras model: %s" % (model_path, e))
     tags = tags_mod.load_tags(run_data.run_dir)
     bindings, _ = export_run.variable_bindings(run_data, report["step"], tags, report.get("weights", "raw"))
-    conversion = Conversion(model=model, layers=layer_bindings(report), report=report["conversion"])
+    layers = layer_bindings(report)
+    index_maps = export_run.load_index_maps(export_run.index_maps_path(model_path))
+    rename = _reloaded_paths(report["conversion"].get("weight_paths"), model)
+    for lb in layers:
+        lb.variables = [dict(v, weight=rename.get(v.get("weight"), v.get("weight"))) for v in lb.variables]
+    index_maps = {rename.get(p, p): m for p, m in index_maps.items()}
+    conversion = Conversion(model=model, layers=layers, report=report["conversion"], index_maps=index_maps)
     with export_run.naming_run(run_data):
         verify_and_log(run_data, report, bindings, conversion, inputs_npz=inputs_npz, atol=atol,
                        rtol=rtol, progress=lambda f, m: progress(0.1 + 0.88 * f, m))
     progress(1.0, "done")
     return report
+
+
+def _reloaded_paths(saved_paths, model):
+    """{path at export: path now}: a reloaded model names the weights of nested layers
+    (a wrapped RNN, a nested Sequential) without their parent's prefix; the order and
+    shapes of model.weights are the same, so positions match them up."""
+    now = [w.path for w in model.weights]
+    if not saved_paths or len(saved_paths) != len(now):
+        return {}
+    return {old: new for old, new in zip(saved_paths, now) if old != new}
 
 
 def verify_and_log(run_data, report, bindings, conversion, *, inputs_npz=None, atol=1e-5, rtol=1e-5, progress):

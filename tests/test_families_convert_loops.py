@@ -140,3 +140,39 @@ def test_per_step_dense_via_reshape_becomes_one_dense(batch_from):
     assert [lb.keras_class for lb in conv.layers] == ["Dense"]
     assert not conv.report["unsupported"]["nodes"]
     np.testing.assert_array_equal(run_model(conv.model, [feed])[0], want)
+
+
+@pytest.fixture(scope="module")
+def bidir_logdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bidir")
+    generate_families(str(out), ["fam_bidir_seqlen_dropout"], ["tf1", "resource"])
+    return str(out)
+
+
+@pytest.mark.parametrize("variant", ["tf1", "resource"])
+def test_bidirectional_lengths_dropout_export_and_saved_verify(bidir_logdir, variant):
+    """bidirectional_dynamic_rnn with sequence_length (bw over reverse_sequence) and a
+    DropoutWrapper whose keep_prob defaults to 1.0 (identity at inference), biases as
+    initialized (all 0, GRU gates all 1): both halves stay standard LSTM / GRU layers;
+    gradients of the constant-valued biases map back exactly through the converter's
+    index maps, also when `tb-varmap verify` reloads the saved model (nested weight
+    paths renamed on reload)."""
+    import tb_varmap
+    from tb_varmap import verify_run
+    from tb_varmap.run import RunData
+
+    run = "fam_bidir_seqlen_dropout" + ("_tf1" if variant == "tf1" else "_resource")
+    model, report = tb_varmap.export(bidir_logdir, run, inputs=["x", "lengths"],
+                                     outputs=["seq:0", "y:0"], verify=True)
+    rnns = [lay for lay in report["conversion"]["layers"] if lay["keras_class"] == "DynamicRNN"]
+    assert len(rnns) == 2 and all(lay["standard"] for lay in rnns)
+    inner = sorted(type(model.get_layer(lay["layer"]).layer).__name__ for lay in rnns)
+    assert inner == ["GRU", "LSTM"]
+    ver = report["verification"]
+    assert ver["passed"], (ver["outputs"], ver["gradients"])
+    grads = {g["variable"]: g for g in ver["gradients"]}
+    for name in ("bidirectional_rnn/fw/lstm_cell/bias", "bidirectional_rnn/bw/gru_cell/gates/bias"):
+        assert grads[name]["status"] == "OK" and "note" not in grads[name], grads[name]
+    assert max(ver["inputs"]["tensors"][1]["max"], 0) <= 5      # lengths within the 5 steps
+    again = verify_run.verify_saved(RunData(bidir_logdir, run))
+    assert again["verification"]["passed"], again["verification"]["gradients"]

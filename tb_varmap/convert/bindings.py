@@ -31,3 +31,6 @@ class Conversion:
     model: Any                   # keras.Model
     layers: list                 # list[LayerBinding]
     report: dict                 # JSON-safe conversion report
+    # weight path -> {variable name: flat index into the variable per weight element, -1
+    # where the element comes from elsewhere}; only for re-laid-out weights (LSTM gates...)
+    index_maps: dict = field(default_factory=dict)

@@ -124,6 +124,7 @@ class Builder:
         self.shared = []
         self.warnings = []
         self.used_vars = set()
+        self.index_maps = {}         # weight path -> {variable: index map}
 
     def unique(self, hint):
         base = sanitize(hint)
@@ -157,8 +158,11 @@ class Builder:
         model = keras.Model(inputs=inputs, outputs=[self.kt[o] for o in gv.outputs],
                             name=self.name)
         report = self._report(inputs)
+        report["weight_paths"] = [w.path for w in model.weights]   # to re-find them after a
+        #                                                            reload renames nested ones
         self.progress(1.0, "converted")
-        return Conversion(model=model, layers=self.bindings, report=report)
+        return Conversion(model=model, layers=self.bindings, report=report,
+                          index_maps=self.index_maps)
 
     def _input(self, node):
         import keras
@@ -252,6 +256,9 @@ class Builder:
             var = layer.weights[w.attr] if isinstance(w.attr, int) else getattr(layer, w.attr)
             if reuse is None:
                 _assign(var, w, layer.name)
+            if w.binding is not None and w.index is not None and reuse is None:
+                self.index_maps.setdefault(var.path, {})[w.binding.name] = \
+                    np.asarray(w.index, dtype=np.int64)
             if w.binding is not None:
                 self.used_vars.add(w.binding.name)
                 self.owner.setdefault(w.binding.name, layer)

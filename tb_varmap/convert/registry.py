@@ -35,6 +35,8 @@ class Weight:
     binding: Any = None          # VariableBinding, or None for a graph constant
     note: str = ""               # e.g. "transposed from [out, in]"
     trainable: bool | None = None  # None: binding.trainable (constants: False)
+    index: Any = None            # re-laid-out value: per element, the flat index into
+    #                              binding.value it came from (-1: from elsewhere)
 
 
 @dataclass

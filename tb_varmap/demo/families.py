@@ -119,13 +119,20 @@ FAMILIES = {f.name: f for f in [
     Family("fam_lstm_time_major", {"x": ([5, None, 3], "float32")}, ["seq:0", "y:0"],
            "x [T=5, batch, 3] -> dynamic_rnn(LSTMCell(8), time_major=True) -> seq "
            "[T, batch, 8], final h -> dense(2) -> y", time_major=True),
+    Family("fam_bidir_seqlen_dropout", {"x": ([None, 5, 3], "float32"),
+                                        "lengths": ([None], "int32")}, ["seq:0", "y:0"],
+           "x, lengths -> bidirectional_dynamic_rnn(DropoutWrapper(LSTMCell(6), "
+           "output_keep_prob=keep_prob), GRUCell(4), sequence_length=lengths) (bw via "
+           "reverse_sequence) -> seq, final fw h + bw h -> dense(2) -> y; keep_prob a "
+           "PlaceholderWithDefault(1.0); values as initialized (zero biases, GRU gate "
+           "bias 1.0: repeated values)"),
 ]}
 VARIANTS = ("ref", "resource", "tf1")
 SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
 # families whose dynamic_rnn becomes a control-flow-v1 loop in the "tf1" variant
 DYNAMIC_RNN = ("fam_lstm", "fam_basic_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_seqlen",
                "fam_bilstm", "fam_lstm_peephole", "fam_lstm_proj", "fam_gru_seqlen",
-               "fam_lstm_stacked_seqlen", "fam_lstm_time_major")
+               "fam_lstm_stacked_seqlen", "fam_lstm_time_major", "fam_bidir_seqlen_dropout")
 
 
 def run_name(model, variant):
@@ -261,6 +268,20 @@ def _builders():
             tf.identity(_dense(h, 2, "head", 51), name="y")
         save(model_dir, g)
 
+    def bidir_seqlen_dropout(model_dir, variant):
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 5, 3], name="x")
+            n = v1.placeholder(tf.int32, [None], name="lengths")
+            keep = v1.placeholder_with_default(1.0, [], name="keep_prob")
+            fw = cells().DropoutWrapper(cells().LSTMCell(6), output_keep_prob=keep)
+            (of, ob), (sf, sb) = v1.nn.bidirectional_dynamic_rnn(
+                fw, cells().GRUCell(4), x, sequence_length=n, dtype=tf.float32)
+            tf.identity(tf.concat([of, ob], axis=-1), name="seq")
+            tf.identity(_dense(tf.concat([sf.h, sb], axis=-1), 2, "head", 31), name="y")
+        save(model_dir, g, random=False)
+
     def layer_norm(model_dir, variant):
         import tf_keras.src.legacy_tf_layers as legacy_layers
         sys.modules.setdefault("tf_keras.legacy_tf_layers", legacy_layers)
@@ -394,6 +415,7 @@ def _builders():
             state_h=lambda s: s[-1].h, lengths=True),
         "fam_lstm_time_major": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8),
                                                 state_h=h_of, time_major=True),
+        "fam_bidir_seqlen_dropout": bidir_seqlen_dropout,
         "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,
                                            state_h=h_of, static=True),
         "fam_lstm_static_seq": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(

@@ -39,9 +39,11 @@ def source(gv, t, roles):
     return gv.static(t), None
 
 
-def weight(attr, src, note=""):
+def weight(attr, src, note="", index=None):
     value, binding = src
-    return Weight(attr, value, binding, note=note)
+    return Weight(attr, value, binding, note=note,
+                  index=None if index is None or binding is None else
+                  np.ascontiguousarray(index))
 
 
 def sole_consumer(gv, node):

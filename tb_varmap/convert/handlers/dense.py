@@ -24,14 +24,15 @@ def matmul(gv, node):
         return op_emit(gv, node)
     if gv.attr(node, "transpose_a", False) or gv.attr(node, "adj_x", False):
         return op_emit(gv, node)
-    note = ""
+    note, index = "", None
     if gv.attr(node, "transpose_b", False) or gv.attr(node, "adj_y", False):
+        index = np.arange(src[0].size).reshape(src[0].shape).T
         src = (np.ascontiguousarray(src[0].T), src[1])
         note = "transposed from [out, in] (transpose_b)"
     units = src[0].shape[1]
     last, more, bias, act = fuse_tail(gv, node, units)
     dtype = src[0].dtype.name
-    weights = [weight("kernel", src, note)]
+    weights = [weight("kernel", src, note, index)]
     if bias is not None:
         weights.append(weight("bias", bias))
 
@@ -63,8 +64,9 @@ def time_distributed_dense(gv, node):
     src = source(gv, gv.inputs_of(mm)[1], KERNEL_ROLES)
     if src is None or src[0].ndim != 2:
         return None
-    note = ""
+    note, index = "", None
     if gv.attr(mm, "transpose_b", False):
+        index = np.arange(src[0].size).reshape(src[0].shape).T
         src = (np.ascontiguousarray(src[0].T), src[1])
         note = "transposed from [out, in] (transpose_b)"
     units = src[0].shape[1]
@@ -79,7 +81,7 @@ def time_distributed_dense(gv, node):
             (target[0] in (None, batch) and target[1] in (-1, steps)) or
             (target[0] == -1 and steps is not None and target[1] == steps)):
         return None
-    weights = [weight("kernel", src, note)]
+    weights = [weight("kernel", src, note, index)]
     if bias is not None:
         weights.append(weight("bias", bias))
     dtype = src[0].dtype.name

@@ -21,6 +21,7 @@ pattern refuse with the ops it did not expect.
 """
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
@@ -62,8 +63,9 @@ class Body:
             for i, t in enumerate(n.input):
                 if not t.startswith("^"):
                     self.consumers.setdefault(self.ref(t), []).append((n, i))
-        self.masks = {}
+        self.masks, self.dropouts = {}, {}
         self.masks = self._masks()
+        self.dropouts = self._dropouts()
 
     @classmethod
     def of_function(cls, fdef):
@@ -85,13 +87,29 @@ class Body:
         return self.nodes.get(ref[0])
 
     def through(self, ref, masks=True):
-        """Follow Identity / ReadVariableOp (and, with `masks`, the sequence_length Selects
-        to their new value) inside the body."""
+        """Follow Identity / ReadVariableOp, dropout (identity at inference, checked by
+        `dropout_rates`) and, with `masks`, the sequence_length Selects to their new value
+        inside the body."""
         n = self.node(ref)
-        while n is not None and (n.op in PASS or (masks and n.name in self.masks)):
-            ref = self.inputs(n)[0 if n.op in PASS else 2]
+        while n is not None and (n.op in PASS or n.name in self.dropouts or
+                                 (masks and n.name in self.masks)):
+            if n.name in self.dropouts:
+                ref = self.dropouts[n.name][0]
+            else:
+                ref = self.inputs(n)[0 if n.op in PASS else 2]
             n = self.node(ref)
         return ref
+
+    def passes(self, ref):
+        """The values that pass `ref` on unchanged: sequence_length / dropout Selects."""
+        out = []
+        for u in self.users(ref):
+            if u.name in self.masks and self.inputs(u)[2] == ref:
+                out.append((u.name, 0))
+            for sel, (x, _, nodes) in self.dropouts.items():
+                if x == ref and u.name in nodes:
+                    out.append((sel, 0))
+        return list(dict.fromkeys(out))
 
     def arg_index(self, ref):
         ref = self.through(ref)
@@ -117,6 +135,7 @@ class Body:
 
     def op_counts(self):
         skip = set(self.masks) | {ge.name for _, ge in self.masks.values()}
+        skip |= {n for _, _, nodes in self.dropouts.values() for n in nodes}
         c = Counter()
         for n in self.nodes.values():
             if n.op not in SCAFFOLD and n.name not in skip:
@@ -137,6 +156,39 @@ class Body:
             t, length = self.inputs(ge)
             if self.arg_index(t) is not None and self.arg_index(length) is not None:
                 found[n.name] = (ins[1], ge)
+        return found
+
+
+    def _dropouts(self):
+        """tf.nn.dropout as DropoutWrapper writes it in a cell: SelectV2(random >= rate,
+        x / (1 - rate), 0) → {select name: (x ref, rate ref, its nodes)}; with rate 0 at
+        inference (keep_prob 1.0) it is the identity."""
+        found = {}
+        for n in self.nodes.values():
+            ins = self.inputs(n)
+            if n.op not in MASK_OPS or len(ins) != 3:
+                continue
+            ge, div, zero = (self.node(r) for r in ins)
+            if ge is None or ge.op != "GreaterEqual" or div is None or \
+                    div.op not in ("RealDiv", "Mul") or zero is None or zero.op != "Const":
+                continue
+            rnd, rate = self.inputs(ge)
+            chain = [self.node(rnd)]
+            while chain[-1] is not None and chain[-1].op in ("Add", "AddV2", "Mul"):
+                chain.append(self.node(self.inputs(chain[-1])[0]))   # uniform min/max
+            if chain[-1] is None or chain[-1].op != "RandomUniform":
+                continue
+            x, scale = self.inputs(div)
+            nodes = {n.name, ge.name, div.name, zero.name} | {c.name for c in chain}
+            shape = self.node(self.inputs(chain[-1])[0])
+            if shape is not None and shape.op == "Shape":
+                nodes.add(shape.name)
+            for sub in (self.node(scale), self.node(rate)):   # 1 - rate, 1 - keep_prob
+                if sub is not None and sub.op == "Sub":
+                    nodes.add(sub.name)
+                    nodes |= {c.name for c in (self.node(r) for r in self.inputs(sub))
+                              if c is not None and c.op == "Const"}
+            found[n.name] = (x, rate, nodes)
         return found
 
 
@@ -212,6 +264,7 @@ def convert_loop(gv, loop):
     if x is None:
         return None
     lengths = _lengths(gv, loop, time_arg)
+    _dropout_rates(gv, loop)
     if lengths is not None and back:
         raise Unsupported(f"While {loop.name!r}: a reversed input with sequence_length "
                           "(reverse_sequence is expected instead of ReverseV2)")
@@ -233,11 +286,10 @@ def convert_loop(gv, loop):
             _zero_state(gv, ins[k], loop)
     out_arg = _output_list(body, cells[-1])
     seq, seq_nodes = _sequence_output(gv, loop, out_arg, time_major)
-    dtype = cells[0]["weights"][0][1].dtype.name
+    dtype = np.asarray(cells[0]["weights"][0].value).dtype.name
     weights, outputs = [], [seq] if seq else []
     for j, c in enumerate(cells):      # 3 Keras weights per cell: kernel, recurrent, bias
-        weights += [Weight(3 * j + slot, v, b, note=note)
-                    for slot, v, b, note in c["weights"]]
+        weights += [replace(w, attr=3 * j + w.attr) for w in c["weights"]]
         outputs += [loop.out(k) for k in c["state_outputs"]]
     if not seq:                         # last output = the top cell's final h
         outputs.insert(0, loop.out(cells[-1]["state_outputs"][0]))
@@ -460,25 +512,78 @@ def _lstm_cell(gv, body, ins, matmul, node):
     if h_arg is None or h_arg != h_ret or c_arg is None or c_arg != c_ret:
         raise Unsupported(f"While {node.name!r}: LSTM state (c, h) is not carried by "
                           "the loop as BasicLSTMCell/LSTMCell do")
+    found = lstm_weights(kb, bb, fb)
+    if found is None:
+        raise Unsupported(f"While {node.name!r}: LSTM kernel {list(kb.value.shape)} / bias "
+                          f"{list(bb.value.shape)} do not fit [in+u, 4u] / [4u]")
+    u, weights = found
+    return {"kind": "lstm", "units": u, "x": x, "h": _h_new(body, split, node),
+            "weights": weights, "state_args": [h_arg, c_arg],
+            "state_outputs": [h_arg, c_arg]}
+
+
+def lstm_weights(kb, bb, fb, prefix=""):
+    """(units, [Weight kernel, recurrent kernel, bias]) for Keras' LSTM cell from a TF
+    kernel [in + u, 4u] and bias [4u] (gates i, j, f, o → i, f, c(=j), o; forget_bias
+    added to the f bias), each with its index map; None when the shapes do not fit."""
     w, b = np.asarray(kb.value), np.asarray(bb.value)
-    u = w.shape[1] // 4
-    n_in = w.shape[0] - u
-    if w.shape[1] != 4 * u or b.shape != (4 * u,) or n_in <= 0:
-        raise Unsupported(f"While {node.name!r}: LSTM kernel {list(w.shape)} / bias "
-                          f"{list(b.shape)} do not fit [in+u, 4u] / [4u]")
+    u = w.shape[1] // 4 if w.ndim == 2 else 0
+    n_in = w.shape[0] - u if u else 0
+    if not u or w.shape[1] != 4 * u or b.shape != (4 * u,) or n_in <= 0:
+        return None
 
     def gates(m):                       # i, j, f, o → i, f, c(=j), o
         return np.ascontiguousarray(np.concatenate(
             [m[..., :u], m[..., 2 * u:3 * u], m[..., u:2 * u], m[..., 3 * u:]], axis=-1))
 
+    wi, bi = _positions(w), _positions(b)
     bias = gates(b)
     bias[u:2 * u] += np.asarray(fb, dtype=bias.dtype)
-    note = "gates i, j, f, o reordered to Keras i, f, c, o"
-    return {"kind": "lstm", "units": u, "x": x, "h": _h_new(body, split, node),
-            "weights": [(0, gates(w[:n_in]), kb, note + "; rows [:in] (input kernel)"),
-                        (1, gates(w[n_in:]), kb, note + "; rows [in:] (recurrent kernel)"),
-                        (2, bias, bb, note + f"; forget_bias {fb:g} added to the f gate")],
-            "state_args": [h_arg, c_arg], "state_outputs": [h_arg, c_arg]}
+    note = prefix + "gates i, j, f, o reordered to Keras i, f, c, o"
+    return u, [Weight(0, gates(w[:n_in]), kb, note + "; rows [:in] (input kernel)",
+                      index=gates(wi[:n_in])),
+               Weight(1, gates(w[n_in:]), kb, note + "; rows [in:] (recurrent kernel)",
+                      index=gates(wi[n_in:])),
+               Weight(2, bias, bb, note + f"; forget_bias {fb:g} added to the f gate",
+                      index=gates(bi))]
+
+
+def gru_weights(gkb, gbb, ckb, cbb, prefix=""):
+    """(units, [Weight]) for Keras' GRU cell (reset_after=False) from TF's gates kernel
+    [in + u, 2u] (r, u), candidate kernel [in + u, u] and their biases: Keras z(=u), r, h.
+    Each Keras weight joins two variables: one Weight (with index map) per variable."""
+    g, c = np.asarray(gkb.value), np.asarray(ckb.value)
+    bg, bc = np.asarray(gbb.value), np.asarray(cbb.value)
+    u = c.shape[1] if c.ndim == 2 else 0
+    n_in = c.shape[0] - u if u else 0
+    if not u or g.shape != (n_in + u, 2 * u) or bg.shape != (2 * u,) or bc.shape != (u,):
+        return None
+
+    def zrh(gm, cm, rows=slice(None)):
+        return np.ascontiguousarray(np.concatenate([gm[rows, u:], gm[rows, :u], cm[rows]],
+                                                   axis=-1))
+
+    def bias_of(gm, cm):
+        return np.ascontiguousarray(np.concatenate([gm[u:], gm[:u], cm]))
+
+    gi, ci, bgi, bci = (_positions(a) for a in (g, c, bg, bc))
+    none_g, none_c, none_bg, none_bc = (np.full(a.shape, -1) for a in (g, c, bg, bc))
+    gk = prefix + "gates kernel (r, u) and candidate kernel joined as Keras z, r, h"
+    gb = prefix + "gates bias (r, u) + candidate bias as z, r, h"
+    weights = []
+    for slot, rows in ((0, slice(0, n_in)), (1, slice(n_in, None))):
+        value = zrh(g, c, rows)
+        part = "; rows [:in]" if slot == 0 else "; rows [in:]"
+        weights += [Weight(slot, value, gkb, gk + part, index=zrh(gi, none_c, rows)),
+                    Weight(slot, value, ckb, gk + part, index=zrh(none_g, ci, rows))]
+    bias = bias_of(bg, bc)
+    weights += [Weight(2, bias, gbb, gb, index=bias_of(bgi, none_bc)),
+                Weight(2, bias, cbb, gb, index=bias_of(none_bg, bci))]
+    return u, weights
+
+
+def _positions(a):
+    return np.arange(a.size, dtype=np.int64).reshape(a.shape)
 
 
 def _h_new(body, split, node):
@@ -533,32 +638,18 @@ def _gru_cell(gv, body, ins, matmul, node):
                   "GRU candidate kernel", node)
     ccb = _binding(gv, body, ins, body.inputs(c_add[0])[1], {"gru.candidate_bias"},
                    "GRU candidate bias", node)
-    c, bg, bc = np.asarray(cb.value), np.asarray(gb.value), np.asarray(ccb.value)
-    u = c.shape[1]
-    n_in = c.shape[0] - u
-    if g.shape != (n_in + u, 2 * u) or bg.shape != (2 * u,) or bc.shape != (u,):
+    found = gru_weights(gkb, gb, cb, ccb)
+    if found is None:
         raise Unsupported(f"While {node.name!r}: GRU shapes gates {list(g.shape)}, "
-                          f"candidate {list(c.shape)} do not fit [in+u, 2u] / [in+u, u]")
+                          f"candidate {list(cb.value.shape)} do not fit [in+u, 2u] / "
+                          "[in+u, u]")
     h_arg = body.arg_index(h)
     h_ret = _ret_index(body, _gru_h_new(body, split, node))
     if h_arg is None or h_arg != h_ret:
         raise Unsupported(f"While {node.name!r}: GRU state is not carried by the loop")
-
-    def zrh(rows):                      # Keras z(=TF u), r, h
-        return np.ascontiguousarray(np.concatenate(
-            [g[rows, u:], g[rows, :u], c[rows]], axis=1))
-
-    kernel, rec = zrh(slice(0, n_in)), zrh(slice(n_in, None))
-    bias = np.ascontiguousarray(np.concatenate([bg[u:], bg[:u], bc]))
-    gk = "gates kernel (r, u) and candidate kernel joined as Keras z, r, h"
+    u, weights = found
     return {"kind": "gru", "units": u, "x": x, "h": _gru_h_new(body, split, node),
-            "weights": [(0, kernel, gkb, gk + "; rows [:in]"),
-                        (0, kernel, cb, gk + "; rows [:in]"),
-                        (1, rec, gkb, gk + "; rows [in:]"),
-                        (1, rec, cb, gk + "; rows [in:]"),
-                        (2, bias, gb, "gates bias (r, u) + candidate bias as z, r, h"),
-                        (2, bias, ccb, "gates bias (r, u) + candidate bias as z, r, h")],
-            "state_args": [h_arg], "state_outputs": [h_arg]}
+            "weights": weights, "state_args": [h_arg], "state_outputs": [h_arg]}
 
 
 def _gru_h_new(body, split, node):
@@ -614,13 +705,51 @@ def _zero_state(gv, t, node, what="initial state"):
 
 def _output_list(body, top):
     """Loop arg of the TensorList / TensorArray flow the top cell's h is written into
-    (through a sequence_length Select), or None."""
-    users = body.users(top["h"])
-    users += [w for u in users if u.name in body.masks for w in body.users((u.name, 0))]
-    for s in users:
-        if s.op in WRITE_OPS:
+    (through sequence_length / dropout Selects), or None."""
+    refs = [top["h"]]
+    for r in refs:
+        refs += [p for p in body.passes(r) if p not in refs]
+    for r in refs:
+        for s in body.users(r, WRITE_OPS):
             return body.arg_index(body.inputs(s)[WRITE_OPS[s.op]])
     return None
+
+
+def _dropout_rates(gv, loop):
+    """Every dropout in the body must have rate 0 at inference (DropoutWrapper with a
+    keep_prob of 1.0, its default or constant): then it is the identity."""
+    for sel, (_, rate, _) in sorted(loop.body.dropouts.items()):
+        value = _scalar(gv, loop, rate)
+        if value != 0.0:
+            raise Unsupported(f"While {loop.name!r}: dropout {sel} has rate "
+                              f"{'unknown' if value is None else value} at inference "
+                              "(feed keep_prob 1.0 or give it a default of 1.0)")
+
+
+def _scalar(gv, loop, ref, depth=0):
+    """A scalar computed in the body from constants and loop invariants, or None."""
+    body = loop.body
+    k = body.arg_index(ref)
+    if k is not None:
+        try:
+            v = np.asarray(gv.static(loop.ins[k]))
+        except Unsupported:
+            return None
+        return float(v.reshape(())) if v.size == 1 else None
+    n = body.node(body.through(ref, masks=False))
+    if n is None or depth > 8:
+        return None
+    if n.op == "Const":
+        import tensorflow as tf
+
+        v = tf.make_ndarray(n.attr["value"].tensor)
+        return float(v.reshape(())) if v.size == 1 else None
+    ops = {"Sub": np.subtract, "Add": np.add, "AddV2": np.add, "Mul": np.multiply,
+           "RealDiv": np.divide}
+    if n.op not in ops:
+        return None
+    a, b = (_scalar(gv, loop, r, depth + 1) for r in body.inputs(n))
+    return None if a is None or b is None else float(ops[n.op](a, b))
 
 
 def _sequence_output(gv, loop, out_arg, time_major=False):

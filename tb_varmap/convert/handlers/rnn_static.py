@@ -8,13 +8,15 @@ in rnn.py (DESIGN.md gate orders, forget_bias folded).
 """
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
 from tb_varmap.convert.graph import node_of
 from tb_varmap.convert.handlers.rnn import (CELL_OPS, _concat, _gru_h_new, _h_new,
-                                            _is_gru_gates, _split_users, _zero_state)
-from tb_varmap.convert.registry import Emit, Unsupported, Weight, register_pattern
+                                            _is_gru_gates, _split_users, _zero_state,
+                                            gru_weights, lstm_weights)
+from tb_varmap.convert.registry import Emit, Unsupported, register_pattern
 
 
 class _Main:
@@ -204,45 +206,10 @@ def _static_rnn(gv, matmul, role, step_fn):
 
 def _static_weights(first, kb, binds, n_steps):
     """(units, [Weight]) in Keras order for the unrolled cell, or None."""
-    w = np.asarray(kb.value)
     steps = f"{n_steps} unrolled steps; "
     if first["kind"] == "lstm":
-        b = np.asarray(binds["bias"].value)
-        u = w.shape[1] // 4
-        n_in = w.shape[0] - u
-        if b.shape != (4 * u,) or n_in <= 0 or w.shape[1] != 4 * u:
-            return None
-
-        def gates(m):
-            return np.ascontiguousarray(np.concatenate(
-                [m[..., :u], m[..., 2 * u:3 * u], m[..., u:2 * u], m[..., 3 * u:]],
-                axis=-1))
-
-        bias = gates(b)
-        bias[u:2 * u] += np.asarray(first["fb"], dtype=bias.dtype)
-        note = steps + "gates i, j, f, o reordered to Keras i, f, c, o"
-        return u, [Weight(0, gates(w[:n_in]), kb, note=note + "; rows [:in]"),
-                   Weight(1, gates(w[n_in:]), kb, note=note + "; rows [in:]"),
-                   Weight(2, bias, binds["bias"],
-                          note=note + f"; forget_bias {first['fb']:g} added")]
-    c = np.asarray(binds["cand"].value)
-    bg, bc = np.asarray(binds["bias"].value), np.asarray(binds["cand_bias"].value)
-    u = c.shape[1]
-    n_in = c.shape[0] - u
-    if w.shape != (n_in + u, 2 * u) or bg.shape != (2 * u,) or bc.shape != (u,):
-        return None
-
-    def zrh(rows):
-        return np.ascontiguousarray(np.concatenate([w[rows, u:], w[rows, :u], c[rows]], 1))
-
-    kernel, rec = zrh(slice(0, n_in)), zrh(slice(n_in, None))
-    bias = np.ascontiguousarray(np.concatenate([bg[u:], bg[:u], bc]))
-    gk = steps + "gates kernel (r, u) and candidate kernel joined as Keras z, r, h"
-    gb = steps + "gates bias (r, u) + candidate bias as z, r, h"
-    return u, [Weight(0, kernel, kb, note=gk), Weight(0, kernel, binds["cand"], note=gk),
-               Weight(1, rec, kb, note=gk), Weight(1, rec, binds["cand"], note=gk),
-               Weight(2, bias, binds["bias"], note=gb),
-               Weight(2, bias, binds["cand_bias"], note=gb)]
+        return lstm_weights(kb, binds["bias"], first["fb"], prefix=steps)
+    return gru_weights(kb, binds["bias"], binds["cand"], binds["cand_bias"], prefix=steps)
 
 
 # ------------------------------------------------- whole sequences (every step's h used)
@@ -414,7 +381,7 @@ def static_rnn_sequence(gv, node):
             return None
         units, ws = cell
         cells.append(units)
-        weights += [Weight(3 * j + w.attr, w.value, w.binding, note=w.note) for w in ws]
+        weights += [replace(w, attr=3 * j + w.attr) for w in ws]
     dtype = np.asarray(first["kernel"].value).dtype.name
     steps_n = len(hs)
     outputs = [node.name + ":0"]
