@@ -165,7 +165,10 @@ class DynamicRNN(keras.layers.Wrapper):
         mask = None
         if lengths is not None:
             steps = ops.arange(ops.shape(x)[1], dtype="int32")
-            lengths = ops.reshape(ops.cast(lengths, "int32"), (ops.shape(x)[0],))
+            lengths = ops.cast(lengths, "int32")
+            if len(lengths.shape) == 0:      # one length for every row (BlockLSTM)
+                lengths = ops.broadcast_to(lengths, (ops.shape(x)[0],))
+            lengths = ops.reshape(lengths, (ops.shape(x)[0],))
             mask = ops.less(steps[None, :], lengths[:, None])
         out = self.layer(x, mask=mask, training=training)
         for t in keras.tree.flatten(out):     # TF passes no mask on: zeros are the output

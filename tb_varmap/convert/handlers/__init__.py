@@ -6,4 +6,4 @@ from tb_varmap.convert.handlers import (  # noqa: F401
     shape)
 # legacy families: RNNs (dynamic_rnn, static_rnn), layer norm, GELU, partitioned lookups
 from tb_varmap.convert.handlers import (  # noqa: F401,E402,I001
-    attention, layernorm, lookup, rnn, rnn_static)
+    attention, layernorm, lookup, rnn, rnn_block, rnn_static)
