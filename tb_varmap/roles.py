@@ -203,6 +203,10 @@ _BN_SLOTS = {1: "bn.gamma", 2: "bn.beta", 3: "bn.moving_mean", 4: "bn.moving_var
 _GATHER = {"GatherV2", "Gather", "ResourceGather", "ResourceGatherNd", "GatherNd", "SparseSegmentSum",
            "SparseSegmentMean", "SparseSegmentSqrtN"}
 _ADD = {"BiasAdd", "Add", "AddV2", "BiasAddV1"}
+# LSTMBlockFusedCell / LSTMBlockCell ops: offset of input w; w, wci, wcf, wco, b follow
+_LSTM_BLOCK = {"BlockLSTM": 4, "LSTMBlockCell": 3}
+_LSTM_BLOCK_SLOTS = {0: "lstm.kernel", 1: "custom.param", 2: "custom.param", 3: "custom.param",
+                     4: "lstm.bias"}
 _CONV_FAMILY = {"Conv2D": "conv", "DepthwiseConv2dNative": "conv", "Conv2DBackpropInput": "conv_transpose"}
 _ELEMENTWISE = {"Mul", "Add", "AddV2", "Sub", "RealDiv", "Div", "Maximum", "Minimum", "Pow", "BiasAdd",
                 "SquaredDifference", "FloorDiv", "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Square",
@@ -277,6 +281,9 @@ def _guess_from_uses(ir, info, uses, kernels):
             return RoleGuess("conv_transpose.kernel", 0.95, "Conv2DBackpropInput input 1", consumers, layer)
         if op in _BN_FUSED and slot in _BN_SLOTS:
             return RoleGuess(_BN_SLOTS[slot], 0.95, "%s input %d" % (op, slot), consumers, layer)
+        if op in _LSTM_BLOCK and slot - _LSTM_BLOCK[op] in _LSTM_BLOCK_SLOTS:
+            role = _LSTM_BLOCK_SLOTS[slot - _LSTM_BLOCK[op]]
+            return RoleGuess(role, 0.95, "%s input %d" % (op, slot), consumers, layer)
         if op in _GATHER and slot == 0:
             return RoleGuess("embedding.table", 0.95, "%s input 0 (lookup table)" % op, consumers,
                              _embedding_layer(info, use), info.partition_strategy)

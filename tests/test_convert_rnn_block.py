@@ -63,3 +63,16 @@ def test_block_lstm_refusals_name_the_reason(kwargs, why):
     with pytest.raises(BadInput) as e:
         convert_graph(gd, ["x"], ["seq:0"], variables)
     assert any("BlockLSTM" in p and why in p for p in e.value.problems), e.value.problems
+
+
+
+def test_block_lstm_roles_inferred():
+    from tb_varmap.ir import GraphIR
+    from tb_varmap.link import link_variables
+    from tb_varmap.roles import infer_roles
+
+    gd, _ = _graph()
+    ir = GraphIR(gd)
+    roles = infer_roles(ir, link_variables(ir, None))
+    assert roles["lstm/kernel"].role == "lstm.kernel"
+    assert roles["lstm/bias"].role == "lstm.bias"
