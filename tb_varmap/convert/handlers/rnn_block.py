@@ -6,7 +6,8 @@ axis: steps from it on give zero outputs in every row, i.e. a length shared by a
 
 import numpy as np
 
-from tb_varmap.convert.handlers.rnn import _dynamic, _zero_state, lstm_weights
+from tb_varmap.convert.handlers.common import skip_identity
+from tb_varmap.convert.handlers.rnn import _dynamic, _perm_102, _zero_state, lstm_weights
 from tb_varmap.convert.registry import Emit, Unsupported, Weight, register
 
 H_OUTPUT = 6                       # outputs: i, cs, f, o, ci, co, h
@@ -57,9 +58,22 @@ def block_lstm(gv, node):
         def inner(n):
             return keras.layers.LSTM(units, return_sequences=True, name=n, dtype=dtype)
         standard = True
-    emit = Emit(inner, [x], [f"{node.name}:{H_OUTPUT}"], [node.name], name=node.name,
-                weights=weights, standard=standard)
-    return _dynamic(emit, lengths, time_major=True)
+    x, out, nodes, time_major = _batch_major(gv, node, x)
+    emit = Emit(inner, [x], [out], nodes, name=node.name, weights=weights,
+                standard=standard)
+    return _dynamic(emit, lengths, time_major=time_major)
+
+
+def _batch_major(gv, node, x):
+    """transpose(x, [1, 0, 2]) in and transpose(h, [1, 0, 2]) out (the usual wrapping of a
+    fused cell) are absorbed: (layer input, output tensor, nodes, time-major?)."""
+    h = f"{node.name}:{H_OUTPUT}"
+    _, tin = skip_identity(gv, x)
+    cons = [gv.nodes[c] for c, _ in gv.consumers.get(h, [])]
+    if tin.op == "Transpose" and _perm_102(gv, tin) and len(cons) == 1 and \
+            cons[0].op == "Transpose" and _perm_102(gv, cons[0]) and h not in gv.outputs:
+        return gv.inputs_of(tin)[0], cons[0].name + ":0", [node.name, cons[0].name], False
+    return x, h, [node.name], True
 
 
 def _lengths(gv, node, seq_len_max, x):
