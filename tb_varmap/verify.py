@@ -1003,7 +1003,9 @@ def _original_gradients(orig, todo, ys, gy_values):
     import tensorflow as tf
 
     from tb_varmap.control_flow_v1 import legacy_gradients
+    from tb_varmap.tf_gradients import register_missing
 
+    register_missing()
     with orig.graph.as_default(), legacy_gradients(bool(orig.v1_loops)):
         gys = [tf.constant(g, dtype=y.dtype) for y, g in zip(ys, gy_values)]
         pairs = [[(orig.var_inputs[v.name], None)] + orig.handles.get(v.name, [])

@@ -22,8 +22,10 @@ EXPECTED = {
     "fam_gru_seqlen": ("DynamicRNN", "GRU"),
     "fam_lstm_stacked_seqlen": ("DynamicRNN", "RNN"),
     "fam_lstm_time_major": ("DynamicRNN", "LSTM"),
+    "fam_lstm_block_cell": ("LSTM", None),       # contrib's LSTMBlockCell op in the loop
 }
-NEW = ["fam_gru_seqlen", "fam_lstm_stacked_seqlen", "fam_lstm_time_major"]
+NEW = ["fam_gru_seqlen", "fam_lstm_stacked_seqlen", "fam_lstm_time_major",
+       "fam_lstm_block_cell"]
 CASES = [(m, "tf1") for m in EXPECTED] + [(m, "ref") for m in NEW]
 
 

@@ -119,6 +119,9 @@ FAMILIES = {f.name: f for f in [
     Family("fam_lstm_time_major", {"x": ([5, None, 3], "float32")}, ["seq:0", "y:0"],
            "x [T=5, batch, 3] -> dynamic_rnn(LSTMCell(8), time_major=True) -> seq "
            "[T, batch, 8], final h -> dense(2) -> y", time_major=True),
+    Family("fam_lstm_block_cell", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           f"x -> dynamic_rnn(LSTMBlockCell(8, forget_bias={FORGET_BIAS})) (contrib's fused "
+           "cell: one LSTMBlockCell op per step) -> seq, final h -> dense(2) -> y"),
     Family("fam_bidir_seqlen_dropout", {"x": ([None, 5, 3], "float32"),
                                         "lengths": ([None], "int32")}, ["seq:0", "y:0"],
            "x, lengths -> bidirectional_dynamic_rnn(DropoutWrapper(LSTMCell(6), "
@@ -132,7 +135,8 @@ SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
 # families whose dynamic_rnn becomes a control-flow-v1 loop in the "tf1" variant
 DYNAMIC_RNN = ("fam_lstm", "fam_basic_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_seqlen",
                "fam_bilstm", "fam_lstm_peephole", "fam_lstm_proj", "fam_gru_seqlen",
-               "fam_lstm_stacked_seqlen", "fam_lstm_time_major", "fam_bidir_seqlen_dropout")
+               "fam_lstm_stacked_seqlen", "fam_lstm_time_major", "fam_bidir_seqlen_dropout",
+               "fam_lstm_block_cell")
 
 
 def run_name(model, variant):
@@ -267,6 +271,39 @@ def _builders():
             h = tf.concat([sf.h, sb], axis=-1)
             tf.identity(_dense(h, 2, "head", 51), name="y")
         save(model_dir, g)
+
+    def lstm_block_cell(units, forget_bias):
+        class LSTMBlockCell(cells().RNNCell):
+            """tf.contrib.rnn.LSTMBlockCell as TF 1.x had it: one LSTMBlockCell op a step,
+            variables kernel [in + units, 4 units] (i, ci, f, o) and bias."""
+
+            def __init__(self):
+                super().__init__(name="lstm_cell")
+
+            @property
+            def state_size(self):
+                return cells().LSTMStateTuple(units, units)
+
+            @property
+            def output_size(self):
+                return units
+
+            def build(self, shape):
+                n = int(shape[-1])
+                self._w = self.add_weight("kernel", [n + units, 4 * units])
+                self._b = self.add_weight("bias", [4 * units],
+                                          initializer=v1.zeros_initializer())
+                self.built = True
+
+            def call(self, x, state):
+                cs, h = state
+                peep = tf.zeros([units], x.dtype)
+                out = tf.raw_ops.LSTMBlockCell(
+                    x=x, cs_prev=cs, h_prev=h, w=self._w, wci=peep, wcf=peep, wco=peep,
+                    b=self._b, forget_bias=forget_bias, cell_clip=-1.0, use_peephole=False)
+                return out[6], cells().LSTMStateTuple(out[1], out[6])
+
+        return LSTMBlockCell()
 
     def bidir_seqlen_dropout(model_dir, variant):
         g = tf.Graph()
@@ -416,6 +453,8 @@ def _builders():
         "fam_lstm_time_major": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8),
                                                 state_h=h_of, time_major=True),
         "fam_bidir_seqlen_dropout": bidir_seqlen_dropout,
+        "fam_lstm_block_cell": lambda d, v: rnn(d, v, lambda: lstm_block_cell(
+            8, FORGET_BIAS), state_h=h_of),
         "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,
                                            state_h=h_of, static=True),
         "fam_lstm_static_seq": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(

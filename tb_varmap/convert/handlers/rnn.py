@@ -73,12 +73,12 @@ class Body:
                    {n.name: n for n in fdef.node_def},
                    [fdef.ret[a.name] for a in fdef.signature.output_arg])
 
-    @staticmethod
-    def ref(t):
-        """'n:out:2' (function body) or 'n:2' (graph) → ('n', 2); a bare name → (name, 0)."""
+    def ref(self, t):
+        """'n:arg:2' (function body: output arg `arg`, item 2) or 'n:2' (graph) → ('n', flat
+        output index); a bare name → (name, 0)."""
         parts = t.split(":")
         if len(parts) == 3:
-            return parts[0], int(parts[2])
+            return parts[0], _arg_offset(self.nodes.get(parts[0]), parts[1]) + int(parts[2])
         if len(parts) == 2 and parts[1].isdigit():
             return parts[0], int(parts[1])
         return parts[0], 0
@@ -190,6 +190,29 @@ class Body:
                               if c is not None and c.op == "Const"}
             found[n.name] = (x, rate, nodes)
         return found
+
+
+def _arg_offset(node, arg):
+    """Flat index of output arg `arg`'s first tensor in `node`'s outputs (function bodies
+    name outputs by arg: LSTMBlockCell's 'h:0' is output 6)."""
+    if node is None:
+        return 0
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is None:
+        return 0
+    offset = 0
+    for a in op_def.output_arg:
+        if a.name == arg:
+            return offset
+        if a.number_attr:
+            offset += node.attr[a.number_attr].i
+        elif a.type_list_attr:
+            offset += len(node.attr[a.type_list_attr].list.type)
+        else:
+            offset += 1
+    return 0
 
 
 class FrameBody(Body):
@@ -433,6 +456,10 @@ def _cells(gv, body, ins, in_arg, node):
     state_args (loop args of the state, Keras order), state_outputs, h (body ref)."""
     cells = {}
     for n in body.nodes.values():
+        if n.op == "LSTMBlockCell":
+            cell = _block_cell(gv, body, ins, n, node)
+            cells[body.through(cell["x"])] = cell
+            continue
         if n.op != "MatMul":
             continue
         if n.attr["transpose_a"].b or n.attr["transpose_b"].b:
@@ -446,7 +473,7 @@ def _cells(gv, body, ins, in_arg, node):
             cell = _gru_cell(gv, body, ins, n, node)
         else:
             continue
-        cells[cell["x"]] = cell
+        cells[body.through(cell["x"])] = cell
     # order: the first reads the input list item, each next one the previous h
     order, cur = [], None
     for c in cells.values():
@@ -456,11 +483,37 @@ def _cells(gv, body, ins, in_arg, node):
             cur = c
     while cur is not None:
         order.append(cur)
-        cur = cells.get(cur["h"])
+        cur = cells.get(body.through(cur["h"]))
     if len(order) != len(cells):
         raise Unsupported(f"While {node.name!r}: cells do not form one stack fed by the "
                           "input sequence")
     return order
+
+
+def _block_cell(gv, body, ins, cell, node):
+    """contrib's LSTMBlockCell: one op a step (x, cs_prev, h_prev, w, wci, wcf, wco, b →
+    i, cs, f, o, ci, co, h), LSTMCell's weight layout."""
+    x, cs_prev, h_prev, w, _, _, _, b = body.inputs(cell)
+    if gv.attr(cell, "use_peephole", False) or gv.attr(cell, "cell_clip", 3.0) > 0:
+        raise Unsupported(f"While {node.name!r}: {cell.name} uses peepholes or cell_clip "
+                          f"{gv.attr(cell, 'cell_clip', 3.0)}: not a Keras LSTM cell")
+    kb = _binding(gv, body, ins, w, {"lstm.kernel"}, "LSTMBlockCell kernel", node)
+    bb = _binding(gv, body, ins, b, {"lstm.bias"}, "LSTMBlockCell bias", node)
+    h_arg, c_arg = body.arg_index(h_prev), body.arg_index(cs_prev)
+    if h_arg is None or h_arg != _ret_index(body, (cell.name, 6)) or \
+            c_arg is None or c_arg != _ret_index(body, (cell.name, 1)):
+        raise Unsupported(f"While {node.name!r}: {cell.name}'s state (cs, h) is not "
+                          "carried by the loop")
+    found = lstm_weights(kb, bb, float(gv.attr(cell, "forget_bias", 1.0)),
+                         prefix="LSTMBlockCell; ")
+    if found is None:
+        raise Unsupported(f"While {node.name!r}: LSTMBlockCell kernel "
+                          f"{list(kb.value.shape)} / bias {list(bb.value.shape)} do not fit "
+                          "[in+u, 4u] / [4u]")
+    u, weights = found
+    return {"kind": "lstm", "units": u, "x": x, "h": (cell.name, 6), "weights": weights,
+            "state_args": [h_arg, c_arg], "state_outputs": [h_arg, c_arg],
+            "ops": Counter({"LSTMBlockCell": 1})}
 
 
 def _split_users(body, matmul, num):
@@ -675,7 +728,7 @@ def _unexpected(body, ins, gv):
 def _check_ops(body, cells, node):
     want = body.loop_ops.copy()
     for c in cells:
-        want.update(CELL_OPS[c["kind"]])
+        want.update(c.get("ops") or CELL_OPS[c["kind"]])
     got = body.op_counts()
     extra, missing = got - want, want - got
     if extra or missing:

@@ -1,0 +1,44 @@
+"""Gradients TF 2.x no longer registers for ops TF1 graphs still hold.
+
+tf.contrib registered the gradient of LSTMBlockCell (contrib.rnn.LSTMBlockCell) in Python;
+contrib is gone, the forward op and its LSTMBlockCellGrad kernel are still in TF. Verification
+differentiates the original graph, so `register_missing()` puts the gradient back (as contrib
+wrote it) when TF has none; idempotent.
+"""
+
+_DONE = []
+
+
+def register_missing():
+    if _DONE:
+        return
+    from tensorflow.python.framework import ops
+
+    try:
+        ops.gradient_registry.lookup("LSTMBlockCell")
+    except LookupError:
+        ops.RegisterGradient("LSTMBlockCell")(_lstm_block_cell_grad)
+    _DONE.append(True)
+
+
+def _lstm_block_cell_grad(op, *grad):
+    """contrib.rnn's _LSTMBlockCellGrad: LSTMBlockCellGrad gives d(i, ci, f, o); the
+    matmul with [x, h_prev] and the bias are differentiated here."""
+    import tensorflow as tf
+
+    x, cs_prev, h_prev, w, wci, wcf, wco, b = op.inputs
+    i, cs, f, o, ci, co, _ = op.outputs
+    cs_grad, h_grad = grad[1], grad[6]
+    cs_grad = tf.zeros_like(cs) if cs_grad is None else cs_grad
+    h_grad = tf.zeros_like(h_prev) if h_grad is None else h_grad
+    cs_prev_grad, dicfo, wci_grad, wcf_grad, wco_grad = tf.raw_ops.LSTMBlockCellGrad(
+        x=x, cs_prev=cs_prev, h_prev=h_prev, w=w, wci=wci, wcf=wcf, wco=wco, b=b, i=i, cs=cs,
+        f=f, o=o, ci=ci, co=co, cs_grad=cs_grad, h_grad=h_grad,
+        use_peephole=op.get_attr("use_peephole"))
+    xh_grad = tf.matmul(dicfo, w, transpose_b=True)
+    n_in = tf.shape(x)[1]
+    x_grad = xh_grad[:, :n_in]
+    h_prev_grad = xh_grad[:, n_in:]
+    w_grad = tf.matmul(tf.concat([x, h_prev], 1), dicfo, transpose_a=True)
+    b_grad = tf.raw_ops.BiasAddGrad(out_backprop=dicfo)
+    return x_grad, cs_prev_grad, h_prev_grad, w_grad, wci_grad, wcf_grad, wco_grad, b_grad
