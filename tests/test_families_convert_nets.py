@@ -64,3 +64,95 @@ def test_bert_attention_gelu_forms(logdir, tmp_path):
     feed = sample_feed("fam_bert_attention")
     np.testing.assert_array_equal(np.asarray(loaded([feed["x"], feed["mask"]])),
                                   np.asarray(conv.model([feed["x"], feed["mask"]])))
+
+
+# --- tf_slim.nets beyond resnet_v1: no per-network code, only op handlers and patterns ---
+
+SLIM_NETS = ["fam_slim_resnet_v2", "fam_slim_inception", "fam_slim_mobilenet"]
+
+
+@pytest.fixture(scope="module")
+def slim_logdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("slim_nets")
+    generate_families(str(out), SLIM_NETS, ["ref"])
+    return str(out)
+
+
+def _classes(conv):
+    counts = {}
+    for lb in conv.layers:
+        counts[lb.keras_class] = counts.get(lb.keras_class, 0) + 1
+    return counts
+
+
+def _all_standard_and_verified(conv, rep):
+    assert rep["passed"], ([o for o in rep["outputs"]],
+                           [r["layer"] for r in rep["layers"]
+                            if r["isolated"]["status"] != "OK"
+                            or r["cumulative"]["status"] != "OK"])
+    assert rep["gradients"] and all(g["status"] == "OK" for g in rep["gradients"])
+    assert not conv.report["unsupported"]["nodes"], conv.report["unsupported"]
+    assert conv.report["custom_weights"]["params"] == 0
+    assert all(lb.standard for lb in conv.layers)
+    by_class = {}
+    for row in rep["layers"]:
+        by_class.setdefault(row["keras_class"], []).append(row["isolated"]["max_abs"])
+    # the same TF kernel runs in Keras: bit-exact; batch norm: fused kernel vs
+    # tf.nn.batch_normalization, float32 rounding only
+    for cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D",
+                "AveragePooling2D", "GlobalAveragePooling2D", "Concatenate", "Add",
+                "Activation", "ZeroPadding2D", "Reshape", "Dense"):
+        assert max(by_class.get(cls, [0.0])) == 0.0, (cls, by_class[cls])
+    assert max(by_class.get("BatchNormalization", [0.0])) <= 1e-6
+    return by_class
+
+
+def test_slim_resnet_v2_preactivation(slim_logdir):
+    rd, conv, rep = _convert_verify(slim_logdir, "fam_slim_resnet_v2", ["x"])
+    _all_standard_and_verified(conv, rep)
+    counts = _classes(conv)
+    # root conv2d_same (Pad + VALID conv) and the unit's 3x3 stride-2 conv2d_same
+    assert counts["ZeroPadding2D"] == 2
+    # 3 units x (preact + ...) : preact x 3 + conv1/conv2 bn x 3 each + postnorm = 10
+    assert counts["BatchNormalization"] == 10
+    # pool1 (3x3/2 SAME) and the second unit's subsample shortcut (1x1/2 max_pool)
+    assert counts["MaxPooling2D"] == 2 and counts["Add"] == 3
+    assert counts["GlobalAveragePooling2D"] == 1 and counts["Reshape"] == 1  # squeeze
+    bn = conv.model.get_layer(next(lb.layer for lb in conv.layers
+                                   if "resnet_v2/postnorm/FusedBatchNormV3" in lb.tf_nodes))
+    assert bn.scale is False and bn.center is True      # slim default: no gamma
+    assert bn.epsilon == pytest.approx(1e-5, rel=1e-6)     # resnet_arg_scope epsilon
+    roles = rd.roles()
+    assert roles["resnet_v2/postnorm/moving_variance"].role == "bn.moving_variance"
+    assert roles["resnet_v2/block1/unit_1/bottleneck_v2/preact/beta"].role == "bn.beta"
+
+
+def test_slim_inception_v3(slim_logdir):
+    rd, conv, rep = _convert_verify(slim_logdir, "fam_slim_inception", ["x"])
+    _all_standard_and_verified(conv, rep)
+    counts = _classes(conv)
+    assert counts["Concatenate"] == 15 and counts["AveragePooling2D"] == 10
+    assert counts["Conv2D"] == 95 and counts["BatchNormalization"] == 94
+    kernels = {conv.model.get_layer(lb.layer).kernel_size for lb in conv.layers
+               if lb.keras_class == "Conv2D"}
+    assert {(1, 7), (7, 1), (1, 3), (3, 1)} <= kernels
+    pools = [conv.model.get_layer(lb.layer) for lb in conv.layers
+             if lb.keras_class == "AveragePooling2D"]
+    assert any(p.padding == "same" for p in pools)    # TF SAME avg pool excludes padding
+
+
+def test_slim_mobilenet_depthwise(slim_logdir, tmp_path):
+    import keras
+
+    rd, conv, rep = _convert_verify(slim_logdir, "fam_slim_mobilenet", ["x"])
+    _all_standard_and_verified(conv, rep)
+    counts = _classes(conv)
+    assert counts["DepthwiseConv2D"] == 1 and counts["SeparableConv2D"] == 1
+    assert counts["Dense"] == 1 and counts["GlobalAveragePooling2D"] == 1
+    roles = rd.roles()
+    assert roles["dw1/depthwise_weights"].role in ("depthwise.kernel", "separable.depthwise")
+    path = str(tmp_path / "mobilenet.keras")
+    conv.model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = sample_feed("fam_slim_mobilenet")["x"]
+    np.testing.assert_array_equal(np.asarray(loaded([x])), np.asarray(conv.model([x])))

@@ -129,6 +129,22 @@ FAMILIES = {f.name: f for f in [
            "reverse_sequence) -> seq, final fw h + bw h -> dense(2) -> y; keep_prob a "
            "PlaceholderWithDefault(1.0); values as initialized (zero biases, GRU gate "
            "bias 1.0: repeated values)"),
+    # tf_slim.nets beyond resnet_v1 (kept last: earlier families' graphs stay as they were)
+    Family("fam_slim_resnet_v2", {"x": ([None, 32, 32, 3], "float32")}, ["y:0"],
+           "x -> tf_slim.nets.resnet_v2 (pre-activation: root conv2d_same 7x7/2 without "
+           "bn + max pool, bottleneck_v2 blocks depth 16 (2 units, the second's shortcut "
+           "a 1x1/2 max_pool subsample) and 32 (1 unit), batch_norm preact + postnorm, no "
+           "gamma) -> mean pool5 -> logits(5) -> spatial squeeze -> y"),
+    Family("fam_slim_inception", {"x": ([None, 75, 75, 3], "float32")}, ["y:0"],
+           "x -> tf_slim.nets.inception_v3 (depth_multiplier=0.1, min_depth=8, no aux "
+           "logits, is_training=False): Concat of branches, 1x7/7x1 convs, AvgPool SAME, "
+           "MaxPool VALID, batch_norm without gamma, dropout at inference -> logits(4) "
+           "-> spatial squeeze -> y"),
+    Family("fam_slim_mobilenet", {"x": ([None, 24, 24, 3], "float32")}, ["y:0"],
+           "x -> tiny MobileNet-style tf_slim net: conv 3x3/2 + batch_norm + relu6, "
+           "separable_conv2d depthwise-only (num_outputs=None) + batch_norm, 1x1 conv "
+           "+ batch_norm, separable_conv2d 3x3/2 (depthwise + pointwise, bias), avg_pool2d "
+           "SAME, mean over H, W -> fully_connected(3) -> y"),
 ]}
 VARIANTS = ("ref", "resource", "tf1")
 SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
@@ -209,7 +225,10 @@ def _builders():
     def cells():
         return v1.nn.rnn_cell
 
-    def save(model_dir, g, step=1, random=True, positive=None):
+    def save(model_dir, g, step=1, random=True, positive=None, gain=None):
+        """gain (deep conv nets): kernels (rank >= 2) scaled by sqrt(gain / fan_in)
+        (gain=12: variance 1 / fan_in), so activations stay near 1 over ~100 layers
+        instead of growing ~1e9 (unscaled uniform(-0.5, 0.5) kernels)."""
         rng = np.random.RandomState(SEED)
         with g.as_default():
             variables = v1.global_variables()
@@ -222,6 +241,8 @@ def _builders():
                     value = rng.uniform(-0.5, 0.5, var.shape.as_list()).astype(np.float32)
                     if positive and positive in var.op.name:
                         value = np.abs(value) + 0.5
+                    if gain and value.ndim >= 2:
+                        value *= np.float32(np.sqrt(gain / np.prod(value.shape[:-1])))
                     var.load(value, sess)
             saver.save(sess, os.path.join(model_dir, "model.ckpt"), global_step=step)
         _write_graph_events(model_dir, g).close()
@@ -386,6 +407,60 @@ def _builders():
             tf.identity(tf.reshape(logits, [-1, 5]), name="y")
         save(model_dir, g, positive="variance")
 
+    def slim_resnet_v2(model_dir, variant):
+        slim_ = slim()
+        from tf_slim.nets import resnet_v2
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 32, 32, 3], name="x")
+            blocks = [resnet_v2.resnet_v2_block("block1", base_depth=4, num_units=2,
+                                                stride=2),
+                      resnet_v2.resnet_v2_block("block2", base_depth=8, num_units=1,
+                                                stride=1)]
+            # batch_norm as slim defaults it (no gamma); resnet_v1 above keeps the scale
+            with slim_.arg_scope(resnet_v2.resnet_arg_scope(batch_norm_scale=False)):
+                logits, _ = resnet_v2.resnet_v2(x, blocks, num_classes=5,
+                                                is_training=False, scope="resnet_v2")
+            tf.squeeze(logits, [1, 2], name="y")         # resnet_v2 keeps [N, 1, 1, 5]
+        save(model_dir, g, positive="variance", gain=12)
+
+    def slim_inception(model_dir, variant):
+        slim_ = slim()
+        from tf_slim.nets import inception_v3
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 75, 75, 3], name="x")
+            with slim_.arg_scope(inception_v3.inception_v3_arg_scope()):
+                logits, _ = inception_v3.inception_v3(
+                    x, num_classes=4, is_training=False, depth_multiplier=0.1,
+                    min_depth=8, create_aux_logits=False, scope="InceptionV3")
+            tf.identity(logits, name="y")
+        save(model_dir, g, positive="variance", gain=12)
+
+    def slim_mobilenet(model_dir, variant):
+        slim_ = slim()
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 24, 24, 3], name="x")
+            bn = {"normalizer_fn": slim_.batch_norm,
+                  "normalizer_params": {"is_training": False}}
+            with slim_.arg_scope([slim_.conv2d, slim_.separable_conv2d], padding="SAME",
+                                 activation_fn=tf.nn.relu6):
+                h = slim_.conv2d(x, 8, 3, stride=2, scope="conv0", **bn)
+                h = slim_.separable_conv2d(h, None, 3, depth_multiplier=1,
+                                           scope="dw1", **bn)
+                h = slim_.conv2d(h, 12, 1, scope="pw1", **bn)
+                h = slim_.separable_conv2d(h, 16, 3, depth_multiplier=2, stride=2,
+                                           scope="sep2")
+            h = slim_.avg_pool2d(h, 3, stride=1, padding="SAME", scope="pool")
+            h = tf.reduce_mean(h, [1, 2], name="gap")
+            tf.identity(slim_.fully_connected(h, 3, activation_fn=None, scope="logits"),
+                        name="y")
+        save(model_dir, g, positive="variance", gain=12)
+
     def bert_attention(model_dir, variant):
         import math
         layers = v1.layers
@@ -467,6 +542,9 @@ def _builders():
         "fam_ema": ema,
         "fam_slim_resnet": slim_resnet,
         "fam_bert_attention": bert_attention,
+        "fam_slim_resnet_v2": slim_resnet_v2,
+        "fam_slim_inception": slim_inception,
+        "fam_slim_mobilenet": slim_mobilenet,
     }
 
 
