@@ -23,9 +23,10 @@ EXPECTED = {
     "fam_lstm_stacked_seqlen": ("DynamicRNN", "RNN"),
     "fam_lstm_time_major": ("DynamicRNN", "LSTM"),
     "fam_lstm_block_cell": ("LSTM", None),       # contrib's LSTMBlockCell op in the loop
+    "fam_basic_rnn": ("RNN", None),              # SimpleRNNCells (tanh, relu), stacked
 }
 NEW = ["fam_gru_seqlen", "fam_lstm_stacked_seqlen", "fam_lstm_time_major",
-       "fam_lstm_block_cell"]
+       "fam_lstm_block_cell", "fam_basic_rnn"]
 CASES = [(m, "tf1") for m in EXPECTED] + [(m, "ref") for m in NEW]
 
 
@@ -74,7 +75,8 @@ def test_loop_converts_and_verifies(logdir, model, variant):
         assert any("/while/" in n and n.endswith("Enter") for n in lb.tf_nodes)
         assert not [u for u in conv.report["unsupported"]["nodes"] if "/while/" in u["node"]]
     roles = {v["variable"]: v["role"] for v in lb.variables}   # inferred, not tagged
-    assert roles and all(r.split(".")[0] in ("lstm", "gru") or r == "custom.param"
+    family = {"lstm", "gru"} if model != "fam_basic_rnn" else {"dense"}  # BasicRNNCell
+    assert roles and all(r.split(".")[0] in family or r == "custom.param"
                          for r in roles.values()), roles
     rep = verify(rd.graph_def, inputs, outputs, bindings, conv, feed=_feed(model))
     assert rep["passed"], (rep["outputs"], rep["gradients"])

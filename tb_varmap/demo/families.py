@@ -119,6 +119,9 @@ FAMILIES = {f.name: f for f in [
     Family("fam_lstm_time_major", {"x": ([5, None, 3], "float32")}, ["seq:0", "y:0"],
            "x [T=5, batch, 3] -> dynamic_rnn(LSTMCell(8), time_major=True) -> seq "
            "[T, batch, 8], final h -> dense(2) -> y", time_major=True),
+    Family("fam_basic_rnn", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> dynamic_rnn(MultiRNNCell([BasicRNNCell(6), BasicRNNCell(4, "
+           "activation=relu)])) -> seq, last h -> dense(2) -> y"),
     Family("fam_lstm_block_cell", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
            f"x -> dynamic_rnn(LSTMBlockCell(8, forget_bias={FORGET_BIAS})) (contrib's fused "
            "cell: one LSTMBlockCell op per step) -> seq, final h -> dense(2) -> y"),
@@ -152,7 +155,7 @@ SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
 DYNAMIC_RNN = ("fam_lstm", "fam_basic_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_seqlen",
                "fam_bilstm", "fam_lstm_peephole", "fam_lstm_proj", "fam_gru_seqlen",
                "fam_lstm_stacked_seqlen", "fam_lstm_time_major", "fam_bidir_seqlen_dropout",
-               "fam_lstm_block_cell")
+               "fam_lstm_block_cell", "fam_basic_rnn")
 
 
 def run_name(model, variant):
@@ -528,6 +531,9 @@ def _builders():
         "fam_lstm_time_major": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8),
                                                 state_h=h_of, time_major=True),
         "fam_bidir_seqlen_dropout": bidir_seqlen_dropout,
+        "fam_basic_rnn": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(
+            [cells().BasicRNNCell(6), cells().BasicRNNCell(4, activation=tf.nn.relu)]),
+            state_h=lambda s: s[-1]),
         "fam_lstm_block_cell": lambda d, v: rnn(d, v, lambda: lstm_block_cell(
             8, FORGET_BIAS), state_h=h_of),
         "fam_gru_static": lambda d, v: rnn(d, v, lambda: cells().GRUCell(6), seq=False,

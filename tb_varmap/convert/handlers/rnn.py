@@ -321,6 +321,10 @@ def convert_loop(gv, loop):
     def make(n):
         if len(cells) == 1:
             c = cells[0]
+            if c["kind"] == "rnn":
+                return keras.layers.SimpleRNN(c["units"], activation=c["activation"],
+                                              return_sequences=seqs, return_state=True,
+                                              go_backwards=back, name=n, dtype=dtype)
             if c["kind"] == "lstm":
                 return keras.layers.LSTM(c["units"], return_sequences=seqs,
                                          return_state=True, go_backwards=back, name=n,
@@ -329,6 +333,8 @@ def convert_loop(gv, loop):
                                     return_state=True, go_backwards=back, name=n,
                                     dtype=dtype)
         stack = [keras.layers.LSTMCell(c["units"], dtype=dtype) if c["kind"] == "lstm"
+                 else keras.layers.SimpleRNNCell(c["units"], activation=c["activation"],
+                                                 dtype=dtype) if c["kind"] == "rnn"
                  else keras.layers.GRUCell(c["units"], reset_after=False, dtype=dtype)
                  for c in cells]
         return keras.layers.RNN(keras.layers.StackedRNNCells(stack), return_sequences=seqs,
@@ -471,6 +477,8 @@ def _cells(gv, body, ins, in_arg, node):
             cell = _lstm_cell(gv, body, ins, n, node)
         elif role in ("gru.gates_kernel", None) and _is_gru_gates(body, n):
             cell = _gru_cell(gv, body, ins, n, node)
+        elif role in ("dense.kernel", None) and _simple_activation(body, n):
+            cell = _simple_cell(gv, body, ins, n, node)
         else:
             continue
         cells[body.through(cell["x"])] = cell
@@ -514,6 +522,49 @@ def _block_cell(gv, body, ins, cell, node):
     return {"kind": "lstm", "units": u, "x": x, "h": (cell.name, 6), "weights": weights,
             "state_args": [h_arg, c_arg], "state_outputs": [h_arg, c_arg],
             "ops": Counter({"LSTMBlockCell": 1})}
+
+
+def _simple_activation(body, matmul):
+    """BasicRNNCell: activation(concat([x, h]) @ W + b) → (BiasAdd, activation) or None."""
+    from tb_varmap.convert.handlers.common import ACTIVATIONS
+
+    add = body.users((matmul.name, 0), ("BiasAdd",))
+    act = body.users((add[0].name, 0)) if len(add) == 1 else []
+    if len(act) != 1 or act[0].op not in ACTIVATIONS or act[0].op == "Softmax":
+        return None
+    return add[0], act[0]
+
+
+def _simple_cell(gv, body, ins, matmul, node):
+    """BasicRNNCell → keras SimpleRNN: kernel [in + u, u] split into kernel / recurrent."""
+    from tb_varmap.convert.handlers.common import ACTIVATIONS
+
+    bias_add, act = _simple_activation(body, matmul)
+    x, h = _concat(body, matmul, node)
+    kb = _binding(gv, body, ins, body.inputs(matmul)[1], {"dense.kernel", "rnn.kernel"},
+                  "RNN kernel", node)
+    bb = _binding(gv, body, ins, body.inputs(bias_add)[1], {"dense.bias", "bias",
+                                                            "rnn.bias"}, "RNN bias", node)
+    h_arg = body.arg_index(h)
+    if h_arg is None or h_arg != _ret_index(body, (act.name, 0)):
+        raise Unsupported(f"While {node.name!r}: RNN state is not carried by the loop")
+    w, b = np.asarray(kb.value), np.asarray(bb.value)
+    u = w.shape[1] if w.ndim == 2 else 0
+    n_in = w.shape[0] - u
+    if not u or n_in <= 0 or b.shape != (u,):
+        raise Unsupported(f"While {node.name!r}: RNN kernel {list(w.shape)} / bias "
+                          f"{list(b.shape)} do not fit [in+u, u] / [u]")
+    wi = _positions(w)
+    note = "BasicRNNCell kernel split"
+    weights = [Weight(0, np.ascontiguousarray(w[:n_in]), kb, note + "; rows [:in]",
+                      index=wi[:n_in]),
+               Weight(1, np.ascontiguousarray(w[n_in:]), kb, note + "; rows [in:]",
+                      index=wi[n_in:]),
+               Weight(2, b, bb)]
+    return {"kind": "rnn", "units": u, "x": x, "h": (act.name, 0), "weights": weights,
+            "state_args": [h_arg], "state_outputs": [h_arg],
+            "activation": ACTIVATIONS[act.op],
+            "ops": Counter({"ConcatV2": 1, "MatMul": 1, "BiasAdd": 1, act.op: 1})}
 
 
 def _split_users(body, matmul, num):
