@@ -1,6 +1,7 @@
-"""tf.compat.v1.nn.dynamic_rnn over LSTMCell / BasicLSTMCell / GRUCell (one cell or a
-MultiRNNCell) → keras.layers.LSTM / GRU(reset_after=False), or RNN(StackedRNNCells) for
-stacked cells. Two loop forms, one converter:
+"""tf.compat.v1.nn.dynamic_rnn over LSTMCell / BasicLSTMCell / GRUCell / BasicRNNCell /
+contrib's LSTMBlockCell (one cell or a MultiRNNCell) → keras.layers.LSTM /
+GRU(reset_after=False) / SimpleRNN, or RNN(StackedRNNCells) for stacked cells. Two loop
+forms, one converter:
 - control-flow v2 (TF >= 1.15 / TF2): a `While` with the cell in its body function, input
   and output as TensorLists;
 - control-flow v1 (what TF 1.x wrote): an Enter/Merge/Switch/NextIteration/Exit frame in the
@@ -13,7 +14,8 @@ its sequence output is the loop's (processing order), as Keras returns it, and T
 after it stays a separate op. `sequence_length` (Select(time >= length, old, new) around
 each output and state) and `time_major` inputs keep the standard Keras layer inside the
 weightless `DynamicRNN` wrapper (family_layers), which turns lengths into a Keras mask with
-zero outputs past the end. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
+zero outputs past the end. A DropoutWrapper whose rate is 0 at inference (keep_prob 1.0)
+is the identity and passes through. Weights follow DESIGN.md: LSTM gates i, j, f, o → i, f, c, o
 with forget_bias (a Const in the body) folded into the f bias; GRU r, u → z(=u), r, h.
 An LSTMCell with peepholes / cell_clip / num_proj becomes keras RNN over the custom
 TfLSTMCell (rnn_custom.py); anything else (other activations, nested loops) makes the
@@ -88,7 +90,7 @@ class Body:
 
     def through(self, ref, masks=True):
         """Follow Identity / ReadVariableOp, dropout (identity at inference, checked by
-        `dropout_rates`) and, with `masks`, the sequence_length Selects to their new value
+        `_dropout_rates`) and, with `masks`, the sequence_length Selects to their new value
         inside the body."""
         n = self.node(ref)
         while n is not None and (n.op in PASS or n.name in self.dropouts or
