@@ -433,10 +433,12 @@ def _unfused_norm_role(use):
         return "bn.moving_variance", "variance + epsilon feeding Rsqrt (batch normalization)"
     if node.op == "Mul":
         downstream = users(body, node)
-        if other.op == "Rsqrt":
-            return norm + ".gamma", "Mul with Rsqrt (batch normalization scale)"
+        # mean * Rsqrt before gamma * Rsqrt: without gamma (tf_slim's default scale=False)
+        # the mean meets the Rsqrt itself; its product is what the Sub subtracts
         if any(u.op == "Sub" and s == 1 for u, s in downstream) and other.op in ("Mul", "Rsqrt"):
             return "bn.moving_mean", "mean times Rsqrt scale subtracted (batch normalization mean)"
+        if other.op == "Rsqrt":
+            return norm + ".gamma", "Mul with Rsqrt (batch normalization scale)"
     if node.op == "Sub" and slot == 0 and other.op == "Mul":
         inner = [producer(body, other, k) for k in (0, 1)]
         if any(p is not None and p.op in ("Rsqrt", "Mul") for p in inner):

@@ -140,6 +140,36 @@ def depthwise_and_separable():
     return [x], [z], {"DepthwiseConv2D": 1, "SeparableConv2D": 1}
 
 
+# Atrous convs as TF wrote them before kernels took dilations (slim conv2d(rate=2),
+# atrous_conv2d, depthwise/separable with rate): SpaceToBatchND → VALID conv →
+# BatchToSpaceND. 9x9 inputs need the extra pad/crop that makes H divisible by the rate.
+@case("atrous_conv")
+def atrous_convs():
+    x = ph([9, 9, 3])
+    with tf1.variable_scope("same"):
+        a = tf.nn.atrous_conv2d(x, var("kernel", [3, 3, 3, 4]), 2, "SAME")
+        a = tf.nn.relu(tf.nn.bias_add(a, var("bias", [4], seed=1)))
+    with tf1.variable_scope("valid"):
+        b = tf.nn.convolution(a, var("kernel", [3, 2, 4, 4], seed=2), padding="VALID",
+                              dilations=[2, 3])
+    with tf1.variable_scope("dw"):
+        c = tf.nn.depthwise_conv2d(a, var("depthwise_kernel", [3, 3, 4, 2], seed=3),
+                                   [1, 1, 1, 1], "SAME", dilations=[2, 2])
+    with tf1.variable_scope("sep"):
+        d = tf.nn.separable_conv2d(a, var("depthwise_kernel", [3, 3, 4, 1], seed=4),
+                                   var("pointwise_kernel", [1, 1, 4, 5], seed=5),
+                                   [1, 1, 1, 1], "SAME", dilations=[3, 3])
+        d = tf.nn.bias_add(d, var("bias", [5], seed=6))
+    # explicit padding that is neither SAME nor VALID: pad, then a dilated VALID conv
+    with tf1.variable_scope("padded"):
+        k = var("kernel", [3, 3, 4, 2], seed=7)
+        e = tf.compat.v1.space_to_batch_nd(a, [2, 2], [[1, 2], [0, 1]])
+        e = tf.nn.conv2d(e, k, [1, 1, 1, 1], "VALID")
+        e = tf.compat.v1.batch_to_space_nd(e, [2, 2], [[0, 0], [0, 1]])
+    return [x], [b, c, d, e], {"Conv2D": 2, "DepthwiseConv2D": 1, "SeparableConv2D": 1,
+                               "Sequential": 1}
+
+
 # --- batch norm ----------------------------------------------------------------------
 # FusedBatchNorm's CPU kernel folds the terms in another order than
 # tf.nn.batch_normalization (what Keras runs): float32 rounding only, ~1e-6.

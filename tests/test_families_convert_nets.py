@@ -149,8 +149,27 @@ def test_slim_mobilenet_depthwise(slim_logdir, tmp_path):
     counts = _classes(conv)
     assert counts["DepthwiseConv2D"] == 1 and counts["SeparableConv2D"] == 1
     assert counts["Dense"] == 1 and counts["GlobalAveragePooling2D"] == 1
+    assert counts["Conv2D"] == 3 and counts["BatchNormalization"] == 4
+    by_node = {n: lb for lb in conv.layers for n in lb.tf_nodes}
+    # rate 2: SpaceToBatchND -> conv -> BatchToSpaceND is one dilated layer
+    for node, cls in [("atrous3/Conv2D", "Conv2D"),
+                      ("sep2/separable_conv2d/depthwise", "SeparableConv2D")]:
+        lb = by_node[node]
+        assert lb.keras_class == cls and any("SpaceToBatchND" in n for n in lb.tf_nodes)
+        layer = conv.model.get_layer(lb.layer)
+        assert layer.dilation_rate == (2, 2) and layer.padding == "same"
+    # slim batch_norm(fused=False) without gamma: x * rsqrt + (beta - mean * rsqrt),
+    # what Keras runs too: bit-exact
+    unfused = by_node["pw1/BatchNorm/batchnorm_1/add_1"]
+    assert unfused.keras_class == "BatchNormalization"
+    (row,) = [r for r in rep["layers"] if r["layer"] == unfused.layer]
+    assert row["isolated"]["max_abs"] == 0.0
     roles = rd.roles()
     assert roles["dw1/depthwise_weights"].role in ("depthwise.kernel", "separable.depthwise")
+    # mean * Rsqrt (no gamma) is the mean, not a gamma
+    assert roles["pw1/BatchNorm/moving_mean"].role == "bn.moving_mean"
+    assert roles["pw1/BatchNorm/moving_variance"].role == "bn.moving_variance"
+    assert roles["pw1/BatchNorm/beta"].role == "bn.beta"
     path = str(tmp_path / "mobilenet.keras")
     conv.model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)

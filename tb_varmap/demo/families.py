@@ -146,8 +146,10 @@ FAMILIES = {f.name: f for f in [
     Family("fam_slim_mobilenet", {"x": ([None, 24, 24, 3], "float32")}, ["y:0"],
            "x -> tiny MobileNet-style tf_slim net: conv 3x3/2 + batch_norm + relu6, "
            "separable_conv2d depthwise-only (num_outputs=None) + batch_norm, 1x1 conv "
-           "+ batch_norm, separable_conv2d 3x3/2 (depthwise + pointwise, bias), avg_pool2d "
-           "SAME, mean over H, W -> fully_connected(3) -> y"),
+           "+ unfused batch_norm (fused=False), atrous conv 3x3 rate 2 + batch_norm, "
+           "atrous separable_conv2d 3x3 rate 2 (depthwise + pointwise, bias) - rate 2 as "
+           "SpaceToBatchND/BatchToSpaceND -, avg_pool2d SAME, mean over H, W -> "
+           "fully_connected(3) -> y"),
 ]}
 VARIANTS = ("ref", "resource", "tf1")
 SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
@@ -455,8 +457,10 @@ def _builders():
                 h = slim_.conv2d(x, 8, 3, stride=2, scope="conv0", **bn)
                 h = slim_.separable_conv2d(h, None, 3, depth_multiplier=1,
                                            scope="dw1", **bn)
-                h = slim_.conv2d(h, 12, 1, scope="pw1", **bn)
-                h = slim_.separable_conv2d(h, 16, 3, depth_multiplier=2, stride=2,
+                h = slim_.conv2d(h, 12, 1, scope="pw1", normalizer_fn=slim_.batch_norm,
+                                 normalizer_params={"is_training": False, "fused": False})
+                h = slim_.conv2d(h, 12, 3, rate=2, scope="atrous3", **bn)
+                h = slim_.separable_conv2d(h, 16, 3, depth_multiplier=2, rate=2,
                                            scope="sep2")
             h = slim_.avg_pool2d(h, 3, stride=1, padding="SAME", scope="pool")
             h = tf.reduce_mean(h, [1, 2], name="gap")

@@ -1,10 +1,11 @@
 """Conv2D, Conv2DBackpropInput, DepthwiseConv2dNative (+ 1×1 Conv2D → separable),
-each with an optional following bias and activation."""
+each with an optional following bias and activation; the atrous form
+SpaceToBatchND → conv → BatchToSpaceND → the conv with dilation_rate."""
 
 from tb_varmap.convert.handlers.common import (fuse_tail, hw, nhwc, sole_consumer,
                                                source, weight)
 from tb_varmap.convert.handlers.generic import layer_hint, op_emit
-from tb_varmap.convert.registry import Emit, Unsupported, register
+from tb_varmap.convert.registry import Emit, Unsupported, register, register_pattern
 
 CONV_ROLES = {"conv.kernel"}
 TRANSPOSE_ROLES = {"conv_transpose.kernel", "conv.kernel"}
@@ -180,3 +181,94 @@ def _pointwise(gv, node):
     if src is None or src[0].shape[:2] != (1, 1):
         return None
     return nxt, src
+
+
+@register_pattern("atrous_conv", ops=("SpaceToBatchND",))
+def atrous_conv(gv, node):
+    """SpaceToBatchND(x, [r, r], pads) → Conv2D | DepthwiseConv2dNative (VALID, stride 1)
+    [→ 1×1 pointwise Conv2D after the BatchToSpaceND: separable] → BatchToSpaceND([r, r],
+    crops): how tf.nn.convolution / atrous_conv2d / depthwise_conv2d with rate > 1 (slim
+    conv2d(rate=r), DeepLab's output_stride) ran before kernels took dilations. Equal to
+    the conv with dilation r on x padded by pads - crops: padding "same" or "valid" when
+    that is what the pads are, else ZeroPadding2D + "valid"."""
+    import keras
+
+    x, block_t, pads_t = gv.inputs_of(node)
+    if not gv.is_live(x) or gv.is_live(block_t) or gv.is_live(pads_t):
+        return None
+    conv = sole_consumer(gv, node)
+    if conv is None or conv.op not in ("Conv2D", "DepthwiseConv2dNative") \
+            or gv.inputs_of(conv)[0] != node.name + ":0" \
+            or gv.attr(conv, "padding") != "VALID" \
+            or gv.attr(conv, "strides") != [1, 1, 1, 1] \
+            or gv.attr(conv, "dilations", [1, 1, 1, 1]) != [1, 1, 1, 1] \
+            or gv.attr(conv, "data_format", "NHWC") != "NHWC":
+        return None
+    b2s = sole_consumer(gv, conv)
+    if b2s is None or b2s.op != "BatchToSpaceND" or gv.inputs_of(b2s)[0] != conv.name + ":0":
+        return None
+    _, block2_t, crops_t = gv.inputs_of(b2s)
+    if gv.is_live(block2_t) or gv.is_live(crops_t):
+        return None
+    block = gv.static(block_t).reshape(-1).tolist()
+    pads, crops = gv.static(pads_t).tolist(), gv.static(crops_t).tolist()
+    if len(block) != 2 or gv.static(block2_t).reshape(-1).tolist() != block \
+            or len(pads) != 2 or len(crops) != 2:
+        return None
+    eff = [(p[0] - c[0], p[1] - c[1]) for p, c in zip(pads, crops)]
+    if any(v < 0 for e in eff for v in e):
+        return None
+    depthwise = conv.op == "DepthwiseConv2dNative"
+    try:
+        src = source(gv, gv.inputs_of(conv)[1], DEPTHWISE_ROLES if depthwise else CONV_ROLES)
+    except Unsupported:
+        return None
+    if src is None or src[0].ndim != 4:
+        return None
+    kh, kw, cin, out = src[0].shape
+    total = [(k - 1) * r for k, r in zip((kh, kw), block)]
+    if all(e == (t // 2, t - t // 2) for e, t in zip(eff, total)):
+        padding, explicit = "same", None
+    else:
+        padding, explicit = "valid", (None if eff == [(0, 0), (0, 0)] else tuple(eff))
+    dil, dtype = tuple(block), src[0].dtype.name
+    covered = [node.name, conv.name, b2s.name]
+    pw = _pointwise(gv, b2s) if depthwise else None
+    if pw is not None:
+        pw_node, pw_src = pw
+        filters = pw_src[0].shape[3]
+        last, more, bias, act = fuse_tail(gv, pw_node, filters)
+        covered.append(pw_node.name)
+        kernels = [("depthwise_kernel", src), ("pointwise_kernel", pw_src)]
+        hint = pw_node
+
+        def layer(n):
+            return keras.layers.SeparableConv2D(
+                filters, (kh, kw), padding=padding, dilation_rate=dil, depth_multiplier=out,
+                activation=act, use_bias=bias is not None, name=n, dtype=dtype)
+    else:
+        filters = cin * out if depthwise else out
+        last, more, bias, act = fuse_tail(gv, b2s, filters)
+        kernels, hint = [("kernel", src)], conv
+
+        def layer(n):
+            if depthwise:
+                return keras.layers.DepthwiseConv2D(
+                    (kh, kw), padding=padding, depth_multiplier=out, dilation_rate=dil,
+                    activation=act, use_bias=bias is not None, name=n, dtype=dtype)
+            return keras.layers.Conv2D(filters, (kh, kw), padding=padding,
+                                       dilation_rate=dil, activation=act,
+                                       use_bias=bias is not None, name=n, dtype=dtype)
+
+    if explicit is None:
+        make = layer
+        weights = _tail_weights([weight(a, k) for a, k in kernels], bias)
+    else:
+        def make(n):
+            return keras.Sequential([keras.layers.ZeroPadding2D(explicit, name=n + "_pad",
+                                                                dtype=dtype),
+                                     layer(n + "_conv")], name=n)
+        weights = _tail_weights([weight(i, k) for i, (_, k) in enumerate(kernels)], bias,
+                                index=len(kernels))
+    return Emit(make, [x], [last.name + ":0"], covered + more,
+                name=layer_hint(gv, hint, scoped=True), weights=weights)
