@@ -129,10 +129,10 @@ def test_sample_feed_lengths_are_valid(model, batch):
     feed = sample_feed(model, batch=batch)
     lengths = feed["lengths"]
     assert lengths.dtype == np.int32 and lengths.shape == (batch,)
-    assert fam.steps == 5
+    assert fam.steps and fam.steps >= 2
     assert lengths.min() >= 1 and lengths.max() <= fam.steps
     assert fam.steps in lengths and lengths.min() < fam.steps      # a full and a short row
-    assert feed["x"].shape == (batch, 5, 3)
+    assert feed["x"].shape == tuple(batch if d is None else d for d in fam.inputs["x"][0])
     np.testing.assert_array_equal(sample_feed(model, batch=batch)["lengths"], lengths)
 
 
