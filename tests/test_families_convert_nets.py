@@ -68,7 +68,8 @@ def test_bert_attention_gelu_forms(logdir, tmp_path):
 
 # --- tf_slim.nets beyond resnet_v1: no per-network code, only op handlers and patterns ---
 
-SLIM_NETS = ["fam_slim_resnet_v2", "fam_slim_inception", "fam_slim_mobilenet"]
+SLIM_NETS = ["fam_slim_resnet_v2", "fam_slim_inception", "fam_slim_mobilenet",
+             "fam_slim_inception_v2"]
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +140,44 @@ def test_slim_inception_v3(slim_logdir):
     pools = [conv.model.get_layer(lb.layer) for lb in conv.layers
              if lb.keras_class == "AveragePooling2D"]
     assert any(p.padding == "same" for p in pools)    # TF SAME avg pool excludes padding
+
+
+def test_slim_inception_v2(slim_logdir):
+    rd, conv, rep = _convert_verify(slim_logdir, "fam_slim_inception_v2", ["x"])
+    _all_standard_and_verified(conv, rep)
+    counts = _classes(conv)
+    assert counts["SeparableConv2D"] == 1 and counts["Concatenate"] == 10
+    (stem,) = [conv.model.get_layer(lb.layer) for lb in conv.layers
+               if lb.keras_class == "SeparableConv2D"]
+    assert stem.kernel_size == (7, 7) and stem.strides == (2, 2)
+    assert stem.depth_multiplier == 2 and stem.padding == "same"   # min(depth(64) // 3, 8)
+    assert any(conv.model.get_layer(lb.layer).padding == "same" for lb in conv.layers
+               if lb.keras_class == "MaxPooling2D")
+
+
+@pytest.fixture(scope="module")
+def slim_variants_logdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("slim_variants")
+    generate_families(str(out), ["fam_slim_resnet_v2", "fam_slim_mobilenet"],
+                      ["resource", "tf1"])
+    return str(out)
+
+
+@pytest.mark.parametrize("run", ["fam_slim_resnet_v2_resource", "fam_slim_resnet_v2_tf1",
+                                 "fam_slim_mobilenet_resource", "fam_slim_mobilenet_tf1"])
+def test_slim_nets_resource_and_tf1_variables(slim_variants_logdir, run):
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.export_run import variable_bindings
+    from tb_varmap.run import RunData
+    from tb_varmap.tags import empty_tags
+    from tb_varmap.verify import verify
+
+    rd = RunData(slim_variants_logdir, run)
+    bindings, _ = variable_bindings(rd, None, empty_tags())
+    conv = convert_graph(rd.graph_def, ["x"], ["y:0"], bindings)
+    feed = sample_feed(run.rsplit("_", 1)[0])
+    rep = verify(rd.graph_def, ["x"], ["y:0"], bindings, conv, feed=feed)
+    _all_standard_and_verified(conv, rep)
 
 
 def test_slim_mobilenet_depthwise(slim_logdir, tmp_path):

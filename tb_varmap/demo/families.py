@@ -150,6 +150,11 @@ FAMILIES = {f.name: f for f in [
            "atrous separable_conv2d 3x3 rate 2 (depthwise + pointwise, bias) - rate 2 as "
            "SpaceToBatchND/BatchToSpaceND -, avg_pool2d SAME, mean over H, W -> "
            "fully_connected(3) -> y"),
+    Family("fam_slim_inception_v2", {"x": ([None, 64, 64, 3], "float32")}, ["y:0"],
+           "x -> tf_slim.nets.inception_v2 (depth_multiplier=0.1, min_depth=8, "
+           "is_training=False): separable_conv2d 7x7/2 stem (depth_multiplier 2), MaxPool "
+           "SAME, Concat of branches, AvgPool, batch_norm without gamma -> logits(4) -> "
+           "spatial squeeze -> y"),
 ]}
 VARIANTS = ("ref", "resource", "tf1")
 SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
@@ -444,6 +449,20 @@ def _builders():
             tf.identity(logits, name="y")
         save(model_dir, g, positive="variance", gain=12)
 
+    def slim_inception_v2(model_dir, variant):
+        slim_ = slim()
+        from tf_slim.nets import inception_v2
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 64, 64, 3], name="x")
+            with slim_.arg_scope(inception_v2.inception_v2_arg_scope()):
+                logits, _ = inception_v2.inception_v2(
+                    x, num_classes=4, is_training=False, depth_multiplier=0.1,
+                    min_depth=8, scope="InceptionV2")
+            tf.identity(logits, name="y")
+        save(model_dir, g, positive="variance", gain=12)
+
     def slim_mobilenet(model_dir, variant):
         slim_ = slim()
         g = tf.Graph()
@@ -555,6 +574,7 @@ def _builders():
         "fam_slim_resnet_v2": slim_resnet_v2,
         "fam_slim_inception": slim_inception,
         "fam_slim_mobilenet": slim_mobilenet,
+        "fam_slim_inception_v2": slim_inception_v2,
     }
 
 
