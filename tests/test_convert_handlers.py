@@ -224,6 +224,18 @@ def pooling():
     return [x], [z, w], {"MaxPooling2D": 1, "AveragePooling2D": 2}
 
 
+# TF's SAME pooling leaves the padding out: an edge average divides by the in-image count
+# (not count_include_pad), an edge max ignores the padding (inputs all negative here, so a
+# zero pad would show). Keras' padding="same" runs the same TF kernels: bit-exact.
+@case()
+def pooling_same_edges():
+    x = ph([8, 8, 3])
+    neg = tf.sigmoid(x) - tf.nn.softplus(x)          # < 0 everywhere, standard layers
+    outs = [tf.nn.avg_pool2d(x, 3, 1, "SAME"), tf.nn.avg_pool2d(x, 3, 2, "SAME"),
+            tf.nn.max_pool2d(neg, 3, 2, "SAME"), tf.nn.max_pool2d(neg, [1, 3], 1, "SAME")]
+    return [x], outs, {"AveragePooling2D": 2, "MaxPooling2D": 2, "Subtract": 1}
+
+
 # --- elementwise ---------------------------------------------------------------------
 @case("Add", "Sub", "Mul", "RealDiv", "Maximum", "Minimum")
 def elementwise():
