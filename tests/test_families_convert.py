@@ -121,8 +121,12 @@ def test_bidirectional_bw_half_goes_backwards(logdir):
     outputs = ["seq:0", "y:0"]
     rd, bindings, conv = _convert(logdir, "fam_bilstm", outputs)
     fw, _ = _layer(conv, "LSTM")
-    bw, _ = _layer(conv, "GRU")
-    assert fw.go_backwards is False and bw.go_backwards is True
+    bw, lb = _layer(conv, "DynamicRNN")     # TF's reverse of the bw output is absorbed:
+    assert lb.tf_nodes[-1] == "ReverseV2" and bw.reverse_sequences   # the layer flips it
+    assert type(bw.layer).__name__ == "GRU" and lb.standard
+    assert fw.go_backwards is False and bw.layer.go_backwards is True
+    assert [lb.keras_class for lb in conv.layers] == [
+        "LSTM", "DynamicRNN", "Concatenate", "Concatenate", "Dense"]   # nothing per-op
     _outputs_ok(rd, bindings, conv, "fam_bilstm", outputs)
 
 

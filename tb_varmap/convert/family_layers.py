@@ -136,9 +136,13 @@ class DynamicRNN(keras.layers.Wrapper):
     with `with_lengths`, a second input `sequence_length` [batch]: steps at or past an
     example's length give zero outputs and keep the state, as TF does (a Keras mask; the
     layer needs zero_output_for_mask when it returns sequences). Call: `DynamicRNN(lstm)(x)` or `(... with_lengths=True)([x,
-    lengths])`; outputs are the wrapped layer's, sequences time-major when time_major."""
+    lengths])`; outputs are the wrapped layer's, sequences time-major when time_major.
+    `reverse_sequences` flips the sequence output along time: a go_backwards layer then
+    gives outputs in input order, as TF's bidirectional bw half does after its reverse
+    (with lengths: reverse_sequence, which Keras' masked go_backwards matches)."""
 
-    def __init__(self, layer, time_major=False, with_lengths=False, **kwargs):
+    def __init__(self, layer, time_major=False, with_lengths=False, reverse_sequences=False,
+                 **kwargs):
         if not isinstance(layer, keras.layers.RNN):
             raise ValueError(f"DynamicRNN wraps a keras.layers.RNN (LSTM, GRU, RNN), got "
                              f"{type(layer).__name__}")
@@ -148,6 +152,7 @@ class DynamicRNN(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.time_major = bool(time_major)
         self.with_lengths = bool(with_lengths)
+        self.reverse_sequences = bool(reverse_sequences)
 
     def build(self, input_shape):
         x_shape = tuple(input_shape[0] if self.with_lengths else input_shape)
@@ -173,15 +178,19 @@ class DynamicRNN(keras.layers.Wrapper):
         out = self.layer(x, mask=mask, training=training)
         for t in keras.tree.flatten(out):     # TF passes no mask on: zeros are the output
             _clear_mask(t)
-        if self.time_major and self.layer.return_sequences:
-            if isinstance(out, (list, tuple)):
-                return [ops.swapaxes(out[0], 0, 1)] + list(out[1:])
-            return ops.swapaxes(out, 0, 1)
-        return out
+        if not self.layer.return_sequences:
+            return out
+        seq, rest = (out[0], list(out[1:])) if isinstance(out, (list, tuple)) else (out, None)
+        if self.reverse_sequences:
+            seq = ops.flip(seq, axis=1)
+        if self.time_major:
+            seq = ops.swapaxes(seq, 0, 1)
+        return seq if rest is None else [seq] + rest
 
     def get_config(self):
         config = super().get_config()
-        config.update(time_major=self.time_major, with_lengths=self.with_lengths)
+        config.update(time_major=self.time_major, with_lengths=self.with_lengths,
+                      reverse_sequences=self.reverse_sequences)
         return config
 
 

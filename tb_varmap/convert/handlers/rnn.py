@@ -290,9 +290,9 @@ def convert_loop(gv, loop):
         return None
     lengths = _lengths(gv, loop, time_arg)
     _dropout_rates(gv, loop)
-    if lengths is not None and back:
-        raise Unsupported(f"While {loop.name!r}: a reversed input with sequence_length "
-                          "(reverse_sequence is expected instead of ReverseV2)")
+    if back and not _reverse_fits(gv, back, lengths):
+        x, back = back.name + ":0", None    # a reverse that is not the loop's: its own op
+    rev, back = back or None, bool(back)    # the reverse op (bw half), go_backwards
     try:
         cells = _cells(gv, body, ins, in_arg, loop)
         if cells:
@@ -303,7 +303,7 @@ def convert_loop(gv, loop):
         custom = tf_lstm_cell(gv, loop, x, in_arg, back, time_major)
         if custom is None:
             raise Unsupported(f"{e}{_unexpected(body, ins, gv)}") from None
-        return _dynamic(custom, lengths, time_major)
+        return _dynamic(custom, lengths, time_major, _reversed_output(gv, custom, rev))
     if not cells:
         return None
     for c in cells:
@@ -344,12 +344,56 @@ def convert_loop(gv, loop):
 
     emit = Emit(make, [x], outputs, list(loop.nodes) + seq_nodes, name=loop.layer_name,
                 weights=weights)
-    return _dynamic(emit, lengths, time_major)
+    return _dynamic(emit, lengths, time_major, _reversed_output(gv, emit, rev))
 
 
-def _dynamic(emit, lengths, time_major):
-    """Wrap the RNN layer in DynamicRNN for sequence_length / time_major inputs."""
-    if lengths is None and not time_major:
+def _reverse_fits(gv, rev, lengths):
+    """A reversed input is the loop's own (go_backwards) when it is ReverseV2 without
+    sequence_length, or reverse_sequence by the loop's sequence_length."""
+    if rev.op == "ReverseV2":
+        return lengths is None
+    return lengths is not None and _root(gv, gv.inputs_of(rev)[1]) == _root(gv, lengths)
+
+
+def _root(gv, t):
+    """`t` behind Identity / Cast chains (dynamic_rnn's CheckSeqLen, int casts)."""
+    n = gv.nodes[node_of(t)]
+    while n.op in ("Identity", "Snapshot", "Cast"):
+        t = gv.inputs_of(n)[0]
+        n = gv.nodes[node_of(t)]
+    return t
+
+
+def _reversed_output(gv, emit, rev):
+    """bidirectional_dynamic_rnn reverses the bw sequence output back the way it reversed
+    the input: claim that reverse (the layer then flips its output, DynamicRNN) → True."""
+    if not rev or not emit.outputs:
+        return False
+    cons = [gv.nodes[c] for c, _ in gv.consumers.get(emit.outputs[0], [])]
+    if len(cons) != 1 or cons[0].op != rev.op or emit.outputs[0] in gv.outputs:
+        return False
+    out = cons[0]
+    same = (_time_axis(gv, out, _time_axis_of(gv, rev)) if out.op == "ReverseV2" else
+            _root(gv, gv.inputs_of(out)[1]) == _root(gv, gv.inputs_of(rev)[1]) and
+            gv.attr(out, "seq_dim") == gv.attr(rev, "seq_dim"))
+    if not same:
+        return False
+    emit.outputs[0] = out.name + ":0"
+    emit.nodes.append(out.name)
+    return True
+
+
+def _time_axis_of(gv, rev):
+    try:
+        return int(np.ravel(gv.static(gv.inputs_of(rev)[1]))[0])
+    except Unsupported:
+        return None
+
+
+def _dynamic(emit, lengths, time_major, reverse=False):
+    """Wrap the RNN layer in DynamicRNN for sequence_length / time_major inputs and for a
+    backward layer whose output is flipped back to input order."""
+    if lengths is None and not time_major and not reverse:
         return emit
     inner = emit.make
 
@@ -360,7 +404,7 @@ def _dynamic(emit, lengths, time_major):
         if lengths is not None:   # TF writes zeros past each length; the last output
             rnn.zero_output_for_mask = rnn.return_sequences   # is the last valid one
         return DynamicRNN(rnn, time_major=time_major, with_lengths=lengths is not None,
-                          name=n)
+                          reverse_sequences=reverse, name=n)
 
     emit.make = make
     if lengths is not None:
@@ -397,8 +441,11 @@ def _input_sequence(gv, loop):
                               "time-major one")
         x, back = (seq, False) if time_major else (gv.inputs_of(tn)[0], False)
         _, rn = skip_identity(gv, x)
-        if rn.op == "ReverseV2" and _time_axis(gv, rn, 0 if time_major else 1):
-            x, back = gv.inputs_of(rn)[0], True   # bidirectional_dynamic_rnn bw
+        axis = 0 if time_major else 1
+        if (rn.op == "ReverseV2" and _time_axis(gv, rn, axis)) or (
+                rn.op == "ReverseSequence" and gv.attr(rn, "seq_dim") == axis and
+                gv.attr(rn, "batch_dim", 0) == 1 - axis):
+            x, back = gv.inputs_of(rn)[0], rn     # bidirectional_dynamic_rnn bw
         found.append((x, body.arg_index(rin[0]), back, body.arg_index(rin[1]), time_major))
     if len(found) != 1:
         return None, None, False, None, False
