@@ -172,6 +172,10 @@ def test_bidirectional_lengths_dropout_export_and_saved_verify(bidir_logdir, var
     assert len(rnns) == 2 and all(lay["standard"] for lay in rnns)
     inner = sorted(type(model.get_layer(lay["layer"]).layer).__name__ for lay in rnns)
     assert inner == ["GRU", "LSTM"]
+    # both reverse_sequence ops of the bw half are the layer's (masked go_backwards + flip)
+    assert [lay["keras_class"] for lay in report["conversion"]["layers"]] == [
+        "DynamicRNN", "DynamicRNN", "Concatenate", "Concatenate", "Dense"]
+    assert [model.get_layer(lay["layer"]).reverse_sequences for lay in rnns] == [False, True]
     ver = report["verification"]
     assert ver["passed"], (ver["outputs"], ver["gradients"])
     grads = {g["variable"]: g for g in ver["gradients"]}
