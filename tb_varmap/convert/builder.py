@@ -20,7 +20,11 @@ def convert_graph(graph_def, inputs, outputs, variables, *, name="varmap_model",
     load_handlers()
     report_progress = _progress(progress)
     report_progress(0.0, "reading graph")
-    gv = GraphView(_parse(graph_def), inputs, outputs, variables)
+    from tb_varmap.convert.conds import fold_static_conds
+
+    graph, folded = fold_static_conds(_parse(graph_def), inputs)
+    gv = GraphView(graph, inputs, outputs, variables)
+    gv.warnings += folded
     try:
         emits = plan(gv, report_progress)
         return Builder(gv, variables, name, report_progress).build(emits)

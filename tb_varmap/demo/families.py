@@ -155,6 +155,10 @@ FAMILIES = {f.name: f for f in [
            "is_training=False): separable_conv2d 7x7/2 stem (depth_multiplier 2), MaxPool "
            "SAME, Concat of branches, AvgPool, batch_norm without gamma -> logits(4) -> "
            "spatial squeeze -> y"),
+    Family("fam_slim_is_training", {"x": ([None, 8, 8, 3], "float32")}, ["y:0"],
+           "x -> slim conv2d 3x3 + batch_norm(is_training=t) + relu -> slim.dropout("
+           "keep_prob=0.5, is_training=t) -> flatten -> fully_connected(3) -> y; t = "
+           "placeholder_with_default(False): conds on it (Switch/Merge in tf1)"),
 ]}
 VARIANTS = ("ref", "resource", "tf1")
 SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
@@ -400,6 +404,20 @@ def _builders():
         import tf_slim
         return tf_slim
 
+    def slim_is_training(model_dir, variant):
+        slim_ = slim()
+        g = tf.Graph()
+        with g.as_default(), _scope(variant):
+            v1.set_random_seed(SEED)
+            x = v1.placeholder(tf.float32, [None, 8, 8, 3], name="x")
+            training = v1.placeholder_with_default(False, [], name="is_training")
+            h = slim_.conv2d(x, 6, [3, 3], normalizer_fn=slim_.batch_norm,
+                             normalizer_params={"is_training": training}, scope="conv")
+            h = slim_.dropout(h, keep_prob=0.5, is_training=training, scope="dropout")
+            h = slim_.fully_connected(slim_.flatten(h), 3, activation_fn=None, scope="fc")
+            tf.identity(h, name="y")
+        save(model_dir, g, positive="variance")
+
     def slim_resnet(model_dir, variant):
         slim_ = slim()
         from tf_slim.nets import resnet_v1
@@ -570,6 +588,7 @@ def _builders():
         "fam_layer_norm": layer_norm,
         "fam_ema": ema,
         "fam_slim_resnet": slim_resnet,
+        "fam_slim_is_training": slim_is_training,
         "fam_bert_attention": bert_attention,
         "fam_slim_resnet_v2": slim_resnet_v2,
         "fam_slim_inception": slim_inception,
