@@ -673,8 +673,10 @@ def verify(graph_def, inputs, outputs, variables, conversion, feed=None, *, atol
 
 def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol, seed, loss,
             say):
-    gd = _tf_graph_def(graph_def)
+    from tb_varmap.convert.conds import inline_taken_branches
+
     inputs = [_node_name(i) for i in inputs]
+    gd = inline_taken_branches(_tf_graph_def(graph_def), inputs)   # beside the original If
     outputs = [_tensor_name(o) for o in outputs]
     say(0.0, "preparing inputs")
     if feed is None:

@@ -1,12 +1,13 @@
-"""TF1 conditionals with a fixed predicate (is_training = placeholder_with_default(False)):
-the taken branch of a Switch/Merge cond is converted; verification still runs TF's own
-cond. A v2 If is left alone."""
+"""Conditionals with a fixed predicate (is_training = placeholder_with_default(False)):
+the taken branch is converted, in both cond forms (v1 Switch/Merge, v2 If inlined);
+verification still runs TF's own cond."""
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_v2_toggles
 
 from tb_varmap.convert import convert_graph
-from tb_varmap.convert.conds import fold_static_conds, static_bool
+from tb_varmap.convert.conds import fold_static_conds, inline_taken_branches, static_bool
 from tb_varmap.convert.testing import bindings_from_graph
 from tb_varmap.verify import verify
 
@@ -33,9 +34,11 @@ def _graph(v2, default=False):
         control_flow_v2_toggles.enable_control_flow_v2()
 
 
-def test_fixed_predicate_converts_the_taken_branch():
-    gd, variables = _graph(v2=False)
-    assert {"Switch", "Merge"} <= {n.op for n in gd.node}
+@pytest.mark.parametrize("v2", [False, True], ids=["switch_merge", "if"])
+def test_fixed_predicate_converts_the_taken_branch(v2):
+    gd, variables = _graph(v2)
+    ops = {n.op for n in gd.node}
+    assert ("If" in ops or "StatelessIf" in ops) if v2 else {"Switch", "Merge"} <= ops
     conv = convert_graph(gd, ["x"], ["y:0"], variables)
     assert conv.report["custom_weights"]["params"] == 0
     assert [lb.keras_class for lb in conv.layers] == ["Dense"]      # relu6 fused
@@ -48,14 +51,22 @@ def test_fixed_predicate_converts_the_taken_branch():
     np.testing.assert_allclose(np.asarray(conv.model(x)), want, rtol=1e-6, atol=1e-6)
 
 
-def test_a_fed_predicate_or_an_if_is_not_folded():
-    gd, _ = _graph(v2=False)
+@pytest.mark.parametrize("v2", [False, True], ids=["switch_merge", "if"])
+def test_a_fed_predicate_is_not_folded(v2):
+    gd, _ = _graph(v2)
     same, notes = fold_static_conds(gd, ["x", "is_training"])
     assert same is gd and notes == []
+    assert inline_taken_branches(gd, ["x", "is_training"]) is gd
+
+
+def test_verification_keeps_the_original_if():
+    """The verifier's graph gains the inlined branch beside the If; the output still
+    comes from the If."""
     gd, _ = _graph(v2=True)
-    assert {"If", "StatelessIf"} & {n.op for n in gd.node}
-    same, notes = fold_static_conds(gd, ["x"])
-    assert same is gd and notes == []
+    both = inline_taken_branches(gd, ["x"])
+    names = {n.name: n for n in both.node}
+    assert any(n.startswith("cond/else/") for n in names)
+    assert [_ for _ in names["y"].input] == [n.input[0] for n in gd.node if n.name == "y"]
 
 
 def test_static_bool_follows_defaults_and_not():

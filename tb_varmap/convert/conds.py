@@ -8,8 +8,11 @@ when the predicate is a constant, or a scalar PlaceholderWithDefault the model i
 the graph for the converter: consumers of a fixed Switch's taken side read its data
 directly, a Merge with one live input becomes an Identity of it (same name, so every tensor
 the converted layers stand for still exists in the original graph, which verification
-runs with TF's own cond). Control-flow-v2 `If` ops (TF 2 writing v1 code) are not folded:
-inlining a branch would create tensors the original graph does not have.
+runs with TF's own cond). A control-flow-v2 `If` / `StatelessIf` (TF 2 running v1 code)
+has its taken branch function inlined as `<if>/then|else/...` nodes, which the converter
+reads instead of the If; verification adds the same nodes beside the untouched If
+(`inline_taken_branches(..., rewire=False)`): the model's outputs are still compared with
+the original If, the layers inside the branch with TF running the branch's own ops.
 """
 
 from tensorflow.core.framework import graph_pb2
@@ -17,6 +20,7 @@ from tensorflow.core.framework import graph_pb2
 SWITCH = ("Switch", "RefSwitch")
 MERGE = ("Merge", "RefMerge")
 PASS = ("Identity", "Snapshot")
+IF = ("If", "StatelessIf")
 
 
 def _name(t):
@@ -59,11 +63,79 @@ def fold_static_conds(graph_def, inputs):
     switches = {n.name: static_bool(nodes, n.input[1], fed)
                 for n in graph_def.node if n.op in SWITCH}
     switches = {k: v for k, v in switches.items() if v is not None}
-    if not switches:
+    ifs = _fixed_ifs(graph_def, nodes, fed)
+    if not switches and not ifs:
         return graph_def, []
     gd = graph_pb2.GraphDef()
     gd.CopyFrom(graph_def)
-    return gd, _fold_v1(gd, switches)
+    notes = _fold_v1(gd, switches) if switches else []
+    return gd, notes + _inline(gd, ifs, rewire=True)
+
+
+def inline_taken_branches(graph_def, inputs):
+    """`graph_def` plus the inlined taken branch of every fixed If, nothing rewired (for
+    verification: the tensors the converter's layers stand for, beside the original)."""
+    fed = {_name(i) for i in inputs}
+    ifs = _fixed_ifs(graph_def, {n.name: n for n in graph_def.node}, fed)
+    if not ifs:
+        return graph_def
+    gd = graph_pb2.GraphDef()
+    gd.CopyFrom(graph_def)
+    _inline(gd, ifs, rewire=False)
+    return gd
+
+
+def _fixed_ifs(gd, nodes, fed):
+    ifs = {n.name: static_bool(nodes, n.input[0], fed) for n in gd.node if n.op in IF}
+    return {k: v for k, v in ifs.items() if v is not None}
+
+
+def _inline(gd, ifs, rewire):
+    """Copy each fixed If's taken branch into `gd`; with `rewire` its consumers read the
+    copy. Returns notes."""
+    from tensorflow.python.framework import function_def_to_graph
+
+    funcs = {f.signature.name: f for f in gd.library.function}
+    by_name = {n.name: n for n in gd.node}
+    notes, rets_of = [], {}
+    for name, taken in sorted(ifs.items()):
+        node = by_name[name]
+        side = "then" if taken else "else"
+        fdef = funcs.get(node.attr[side + "_branch"].func.name)
+        if fdef is None:
+            continue
+        body, nested = function_def_to_graph.function_def_to_graph_def(fdef)
+        args = [a.name for a in fdef.signature.input_arg]
+        arg_of = dict(zip(args, [t for t in node.input if not t.startswith("^")][1:]))
+        prefix = f"{name}/{side}/"
+
+        def outer(t, arg_of=arg_of, prefix=prefix):
+            base = _name(t)
+            if base in arg_of:
+                return None if t.startswith("^") else arg_of[base]
+            return ("^" if t.startswith("^") else "") + prefix + t.lstrip("^")
+
+        for bn in body.node:
+            if bn.name in arg_of:
+                continue
+            new = gd.node.add()
+            new.CopyFrom(bn)
+            new.name = prefix + bn.name
+            del new.input[:]
+            new.input.extend(x for x in (outer(t) for t in bn.input) if x is not None)
+        rets = []
+        for a in fdef.signature.output_arg:
+            ret = fdef.ret[a.name]
+            rets.append(outer(nested.get(ret, ret if ":" in ret else ret + ":0")))
+        rets_of[name] = rets
+        notes.append(f"{node.op} {name!r}: predicate fixed to {taken}; its {side} branch "
+                     f"{fdef.signature.name!r} is converted")
+    if rewire:
+        for n in gd.node:
+            for i, t in enumerate(n.input):
+                if _name(t) in rets_of and not t.startswith("^"):
+                    n.input[i] = rets_of[_name(t)][_port(t)]
+    return notes
 
 
 def _fold_v1(gd, switches):
