@@ -184,3 +184,37 @@ def test_bidirectional_lengths_dropout_export_and_saved_verify(bidir_logdir, var
     assert max(ver["inputs"]["tensors"][1]["max"], 0) <= 5      # lengths within the 5 steps
     again = verify_run.verify_saved(RunData(bidir_logdir, run))
     assert again["verification"]["passed"], again["verification"]["gradients"]
+
+
+def test_other_v1_loops_are_refused_with_what_they_hold():
+    """A TF1 while loop that is not a dynamic_rnn gets one reason naming the loop and its
+    ops (here: h = tanh(h @ w) three times, no TensorArray)."""
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_v2_toggles
+
+    from tb_varmap.convert import convert_graph
+    from tb_varmap.convert.testing import bindings_from_graph
+    from tb_varmap.errors import BadInput
+
+    v1 = tf.compat.v1
+    control_flow_v2_toggles.disable_control_flow_v2()
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            x = v1.placeholder(tf.float32, [None, 4], name="x")
+            w = v1.get_variable("w", [4, 4], use_resource=False)
+            _, h = tf.while_loop(lambda i, h: i < 3,
+                                 lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w))), [0, x])
+            tf.identity(h, name="out")
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                variables = bindings_from_graph(g, sess)
+    finally:
+        control_flow_v2_toggles.enable_control_flow_v2()
+    try:
+        conv = convert_graph(g.as_graph_def(), ["x"], ["out:0"], variables)
+        problems = [u["reason"] for u in conv.report["unsupported"]["nodes"]]
+    except BadInput as e:
+        problems = e.problems
+    why = [p for p in problems if "TF1 control-flow loop 'while'" in p]
+    assert why and "MatMul" in why[0] and "Tanh" in why[0], problems

@@ -271,7 +271,12 @@ def dynamic_rnn_v1(gv, node):
     cache = gv.__dict__.setdefault("_v1_loops", {})
     if frame not in cache:
         try:
-            cache[frame] = convert_loop(gv, v1_loop(gv, node, frame))
+            loop = v1_loop(gv, node, frame)
+            cache[frame] = convert_loop(gv, loop) or Unsupported(
+                f"TF1 control-flow loop {loop.name!r} (frame {frame!r}) is not a "
+                f"dynamic_rnn over LSTM / GRU / RNN cells: it holds "
+                f"{dict(sorted(loop.body.op_counts().items()))}; only such loops map to "
+                "Keras layers")
         except Unsupported as e:
             cache[frame] = e
     hit = cache[frame]
