@@ -156,8 +156,10 @@ class Builder:
         missing = [o for o in gv.outputs if o not in self.kt]
         if missing:
             problems = [f"{u['node']} ({u['op']}): {u['reason']}" for u in self.unsupported]
-            raise BadInput(f"cannot build outputs {missing}: " + "; ".join(problems[:10]),
-                           problems)
+            shown = sorted(dict.fromkeys(problems), key=_cause_first)[:10]
+            more = len(problems) - len(shown)
+            raise BadInput(f"cannot build outputs {missing}: " + "; ".join(shown)
+                           + (f" (and {more} more)" if more > 0 else ""), problems)
         self.progress(0.92, "assembling model")
         model = keras.Model(inputs=inputs, outputs=[self.kt[o] for o in gv.outputs],
                             name=self.name)
@@ -315,6 +317,14 @@ class Builder:
                                            for u in self.used_vars)),
             "warnings": self.warnings + list(getattr(self.gv, "warnings", [])),
         }
+
+
+def _cause_first(problem):
+    """Sort key: a handler's or pattern's own refusal first (`family.fn: Unsupported: …`),
+    then the rest, then the nodes that only failed because an input did."""
+    if "is unavailable (its producer failed)" in problem:
+        return 2
+    return 0 if re.search(r"\b\w+\.\w+: Unsupported: ", problem) else 1
 
 
 def _prune(emits, outputs):
