@@ -308,7 +308,8 @@ def convert_loop(gv, loop):
         custom = tf_lstm_cell(gv, loop, x, in_arg, back, time_major)
         if custom is None:
             raise Unsupported(f"{e}{_unexpected(body, ins, gv)}") from None
-        return _dynamic(custom, lengths, time_major, _reversed_output(gv, custom, rev))
+        return _dynamic(custom, lengths, time_major,
+                        _reversed_output(gv, loop, custom, rev))
     if not cells:
         return None
     for c in cells:
@@ -349,7 +350,7 @@ def convert_loop(gv, loop):
 
     emit = Emit(make, [x], outputs, list(loop.nodes) + seq_nodes, name=loop.layer_name,
                 weights=weights)
-    return _dynamic(emit, lengths, time_major, _reversed_output(gv, emit, rev))
+    return _dynamic(emit, lengths, time_major, _reversed_output(gv, loop, emit, rev))
 
 
 def _reverse_fits(gv, rev, lengths):
@@ -369,10 +370,11 @@ def _root(gv, t):
     return t
 
 
-def _reversed_output(gv, emit, rev):
+def _reversed_output(gv, loop, emit, rev):
     """bidirectional_dynamic_rnn reverses the bw sequence output back the way it reversed
-    the input: claim that reverse (the layer then flips its output, DynamicRNN) → True."""
-    if not rev or not emit.outputs:
+    the input: claim that reverse (the layer then flips its output, DynamicRNN) → True.
+    Only a sequence output (not a final state) is flipped."""
+    if not rev or not emit.outputs or emit.outputs[0] in loop._outs:
         return False
     cons = [gv.nodes[c] for c, _ in gv.consumers.get(emit.outputs[0], [])]
     if len(cons) != 1 or cons[0].op != rev.op or emit.outputs[0] in gv.outputs:
