@@ -207,6 +207,8 @@ _ADD = {"BiasAdd", "Add", "AddV2", "BiasAddV1"}
 _LSTM_BLOCK = {"BlockLSTM": 4, "LSTMBlockCell": 3}
 _LSTM_BLOCK_SLOTS = {0: "lstm.kernel", 1: "custom.param", 2: "custom.param", 3: "custom.param",
                      4: "lstm.bias"}
+_GRU_BLOCK_SLOTS = {2: "gru.gates_kernel", 3: "gru.candidate_kernel", 4: "gru.gates_bias",
+                    5: "gru.candidate_bias"}          # contrib GRUBlockCell inputs
 _CONV_FAMILY = {"Conv2D": "conv", "DepthwiseConv2dNative": "conv", "Conv2DBackpropInput": "conv_transpose"}
 _ELEMENTWISE = {"Mul", "Add", "AddV2", "Sub", "RealDiv", "Div", "Maximum", "Minimum", "Pow", "BiasAdd",
                 "SquaredDifference", "FloorDiv", "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Square",
@@ -281,6 +283,9 @@ def _guess_from_uses(ir, info, uses, kernels):
             return RoleGuess("conv_transpose.kernel", 0.95, "Conv2DBackpropInput input 1", consumers, layer)
         if op in _BN_FUSED and slot in _BN_SLOTS:
             return RoleGuess(_BN_SLOTS[slot], 0.95, "%s input %d" % (op, slot), consumers, layer)
+        if op == "GRUBlockCell" and slot in _GRU_BLOCK_SLOTS:
+            return RoleGuess(_GRU_BLOCK_SLOTS[slot], 0.95, "GRUBlockCell input %d" % slot,
+                             consumers, layer)
         if op in _LSTM_BLOCK and slot - _LSTM_BLOCK[op] in _LSTM_BLOCK_SLOTS:
             role = _LSTM_BLOCK_SLOTS[slot - _LSTM_BLOCK[op]]
             return RoleGuess(role, 0.95, "%s input %d" % (op, slot), consumers, layer)

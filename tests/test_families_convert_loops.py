@@ -24,9 +24,10 @@ EXPECTED = {
     "fam_lstm_time_major": ("DynamicRNN", "LSTM"),
     "fam_lstm_block_cell": ("LSTM", None),       # contrib's LSTMBlockCell op in the loop
     "fam_basic_rnn": ("RNN", None),              # SimpleRNNCells (tanh, relu), stacked
+    "fam_gru_block_cell": ("GRU", None),         # contrib's GRUBlockCell op in the loop
 }
 NEW = ["fam_gru_seqlen", "fam_lstm_stacked_seqlen", "fam_lstm_time_major",
-       "fam_lstm_block_cell", "fam_basic_rnn"]
+       "fam_lstm_block_cell", "fam_basic_rnn", "fam_gru_block_cell"]
 CASES = [(m, "tf1") for m in EXPECTED] + [(m, "ref") for m in NEW]
 
 

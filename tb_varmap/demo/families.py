@@ -119,6 +119,9 @@ FAMILIES = {f.name: f for f in [
     Family("fam_lstm_time_major", {"x": ([5, None, 3], "float32")}, ["seq:0", "y:0"],
            "x [T=5, batch, 3] -> dynamic_rnn(LSTMCell(8), time_major=True) -> seq "
            "[T, batch, 8], final h -> dense(2) -> y", time_major=True),
+    Family("fam_gru_block_cell", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
+           "x -> dynamic_rnn(GRUBlockCell(6)) (contrib's fused cell: one GRUBlockCell op "
+           "per step) -> seq, final h -> dense(2) -> y"),
     Family("fam_basic_rnn", {"x": ([None, 5, 3], "float32")}, ["seq:0", "y:0"],
            "x -> dynamic_rnn(MultiRNNCell([BasicRNNCell(6), BasicRNNCell(4, "
            "activation=relu)])) -> seq, last h -> dense(2) -> y"),
@@ -166,7 +169,7 @@ SUFFIX = {"ref": "", "resource": "_resource", "tf1": "_tf1"}
 DYNAMIC_RNN = ("fam_lstm", "fam_basic_lstm", "fam_gru", "fam_lstm_stacked", "fam_lstm_seqlen",
                "fam_bilstm", "fam_lstm_peephole", "fam_lstm_proj", "fam_gru_seqlen",
                "fam_lstm_stacked_seqlen", "fam_lstm_time_major", "fam_bidir_seqlen_dropout",
-               "fam_lstm_block_cell", "fam_basic_rnn")
+               "fam_lstm_block_cell", "fam_basic_rnn", "fam_gru_block_cell")
 
 
 def run_name(model, variant):
@@ -339,6 +342,40 @@ def _builders():
                 return out[6], cells().LSTMStateTuple(out[1], out[6])
 
         return LSTMBlockCell()
+
+    def gru_block_cell(units):
+        class GRUBlockCell(cells().RNNCell):
+            """tf.contrib.rnn.GRUBlockCell as TF 1.x had it: one GRUBlockCell op a step,
+            variables gates/kernel [in + units, 2 units] (r, u), candidate/kernel
+            [in + units, units] and their biases."""
+
+            def __init__(self):
+                super().__init__(name="gru_cell")
+
+            @property
+            def state_size(self):
+                return units
+
+            @property
+            def output_size(self):
+                return units
+
+            def build(self, shape):
+                n = int(shape[-1])
+                self._w_ru = self.add_weight("gates/kernel", [n + units, 2 * units])
+                self._b_ru = self.add_weight("gates/bias", [2 * units],
+                                             initializer=v1.ones_initializer())
+                self._w_c = self.add_weight("candidate/kernel", [n + units, units])
+                self._b_c = self.add_weight("candidate/bias", [units],
+                                            initializer=v1.zeros_initializer())
+                self.built = True
+
+            def call(self, x, h):
+                out = tf.raw_ops.GRUBlockCell(x=x, h_prev=h, w_ru=self._w_ru, w_c=self._w_c,
+                                              b_ru=self._b_ru, b_c=self._b_c)
+                return out[3], out[3]
+
+        return GRUBlockCell()
 
     def bidir_seqlen_dropout(model_dir, variant):
         g = tf.Graph()
@@ -572,6 +609,8 @@ def _builders():
         "fam_lstm_time_major": lambda d, v: rnn(d, v, lambda: cells().LSTMCell(8),
                                                 state_h=h_of, time_major=True),
         "fam_bidir_seqlen_dropout": bidir_seqlen_dropout,
+        "fam_gru_block_cell": lambda d, v: rnn(d, v, lambda: gru_block_cell(6),
+                                               state_h=h_of),
         "fam_basic_rnn": lambda d, v: rnn(d, v, lambda: cells().MultiRNNCell(
             [cells().BasicRNNCell(6), cells().BasicRNNCell(4, activation=tf.nn.relu)]),
             state_h=lambda s: s[-1]),

@@ -518,8 +518,9 @@ def _cells(gv, body, ins, in_arg, node):
     state_args (loop args of the state, Keras order), state_outputs, h (body ref)."""
     cells = {}
     for n in body.nodes.values():
-        if n.op == "LSTMBlockCell":
-            cell = _block_cell(gv, body, ins, n, node)
+        if n.op in ("LSTMBlockCell", "GRUBlockCell"):
+            cell = (_block_cell if n.op == "LSTMBlockCell" else _gru_block_cell)(
+                gv, body, ins, n, node)
             cells[body.through(cell["x"])] = cell
             continue
         if n.op != "MatMul":
@@ -621,6 +622,30 @@ def _simple_cell(gv, body, ins, matmul, node):
             "state_args": [h_arg], "state_outputs": [h_arg],
             "activation": ACTIVATIONS[act.op],
             "ops": Counter({"ConcatV2": 1, "MatMul": 1, "BiasAdd": 1, act.op: 1})}
+
+
+def _gru_block_cell(gv, body, ins, cell, node):
+    """contrib's GRUBlockCell: one op a step (x, h_prev, w_ru, w_c, b_ru, b_c → r, u, c,
+    h), GRUCell's weight layout (gates r, u; candidate)."""
+    x, h_prev, w_ru, w_c, b_ru, b_c = body.inputs(cell)
+    binds = [_binding(gv, body, ins, ref, roles, what, node) for ref, roles, what in (
+        (w_ru, {"gru.gates_kernel"}, "GRUBlockCell gates kernel"),
+        (b_ru, {"gru.gates_bias"}, "GRUBlockCell gates bias"),
+        (w_c, {"gru.candidate_kernel"}, "GRUBlockCell candidate kernel"),
+        (b_c, {"gru.candidate_bias"}, "GRUBlockCell candidate bias"))]
+    h_arg = body.arg_index(h_prev)
+    if h_arg is None or h_arg != _ret_index(body, (cell.name, 3)):
+        raise Unsupported(f"While {node.name!r}: {cell.name}'s state h is not carried by "
+                          "the loop")
+    found = gru_weights(*binds, prefix="GRUBlockCell; ")
+    if found is None:
+        raise Unsupported(f"While {node.name!r}: GRUBlockCell weights "
+                          f"{[list(np.shape(b.value)) for b in binds]} do not fit [in+u, 2u], "
+                          "[2u], [in+u, u], [u]")
+    u, weights = found
+    return {"kind": "gru", "units": u, "x": x, "h": (cell.name, 3), "weights": weights,
+            "state_args": [h_arg], "state_outputs": [h_arg],
+            "ops": Counter({"GRUBlockCell": 1})}
 
 
 def _split_users(body, matmul, num):
