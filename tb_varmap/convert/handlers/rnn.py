@@ -1,5 +1,5 @@
 """tf.compat.v1.nn.dynamic_rnn over LSTMCell / BasicLSTMCell / GRUCell / BasicRNNCell /
-contrib's LSTMBlockCell (one cell or a MultiRNNCell) → keras.layers.LSTM /
+contrib's LSTMBlockCell / GRUBlockCell (one cell or a MultiRNNCell) → keras.layers.LSTM /
 GRU(reset_after=False) / SimpleRNN, or RNN(StackedRNNCells) for stacked cells. Two loop
 forms, one converter:
 - control-flow v2 (TF >= 1.15 / TF2): a `While` with the cell in its body function, input
