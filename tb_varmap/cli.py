@@ -158,6 +158,13 @@ def _print_verification(verification, out):
             out.write("  gradient %-30s max_abs=%s tolerance=%s %s%s\n" % (
                 row["variable"], row["max_abs"], row.get("tolerance"), row["status"],
                 " (%s)" % row["reason"] if row.get("reason") else ""))
+    cond = verification.get("conditionals")
+    if cond:
+        for note in cond.get("resolved", []):
+            out.write("  resolved: %s\n" % note)
+        for row in cond.get("outputs", []):
+            out.write("  original graph (its own cond) vs resolved, %-10s max_abs=%s %s\n" % (
+                row["name"], row.get("max_abs"), row["status"]))
     for name in verification.get("worst", [])[:5]:
         out.write("  worst: %s\n" % (name if isinstance(name, str) else json.dumps(name)))
 

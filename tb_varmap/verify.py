@@ -673,10 +673,12 @@ def verify(graph_def, inputs, outputs, variables, conversion, feed=None, *, atol
 
 def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol, seed, loss,
             say):
-    from tb_varmap.convert.conds import inline_taken_branches
+    from tb_varmap.convert.conds import fold_static_conds
 
     inputs = [_node_name(i) for i in inputs]
-    gd = inline_taken_branches(_tf_graph_def(graph_def), inputs)   # beside the original If
+    original = _tf_graph_def(graph_def)
+    # the graph the layers come from: fixed conds resolved (checked against the original)
+    gd, fold_notes = fold_static_conds(original, inputs)
     outputs = [_tensor_name(o) for o in outputs]
     say(0.0, "preparing inputs")
     if feed is None:
@@ -719,14 +721,41 @@ def _verify(graph_def, inputs, outputs, variables, conversion, feed, atol, rtol,
                                         "(each row's `tolerance`)")
         report["gradient_of"] = (f"loss '{loss_t}' (through the outputs)" if loss_t else
                                  f"sum of the outputs weighted by N(0, 1) noise (seed {seed})")
+        if gd is not original:
+            say(0.95, "checking the resolved conditionals against the original graph")
+            report["conditionals"] = _fold_check(original, outputs, variables, feed, values,
+                                                 fold_notes, seed)
     finally:
         orig.session.close()
     report["worst"] = _worst(rows)
     stats = ([r["isolated"] for r in rows] + [r["cumulative"] for r in rows]
-             + report["outputs"] + report["gradients"])
+             + report["outputs"] + report["gradients"]
+             + report.get("conditionals", {}).get("outputs", []))
     report["passed"] = all(s["status"] == OK for s in stats)
     say(1.0, "verification " + ("passed" if report["passed"] else "found differences"))
     return report
+
+
+def _fold_check(original, outputs, variables, feed, values, notes, seed):
+    """Conds with a fixed predicate were resolved before conversion (convert.conds) and the
+    comparisons above ran on that graph; here the original graph, TF's own cond included,
+    must give the same outputs on the same feed (exactly: the same kernels run)."""
+    ref = _Original(original, [_node_name(o) for o in outputs], variables, dict(feed))
+    try:
+        _feed_extra_placeholders(ref, original, feed, variables, seed)
+        ref.init()
+        got = ref.run(outputs)
+    finally:
+        ref.session.close()
+    rows = []
+    for name in outputs:
+        row = {"name": name}
+        why = _missing(got, [name]) or _missing(values, [name])
+        row.update(failed(why) if why else compare(values[name], got[name], 0.0, 0.0))
+        rows.append(row)
+    return {"resolved": list(notes), "outputs": rows,
+            "note": "outputs of the graph with fixed conditionals resolved vs the original "
+                    "graph, same feed, atol = rtol = 0"}
 
 
 def _feed_extra_placeholders(orig, gd, feed, variables, seed):

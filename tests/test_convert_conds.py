@@ -7,7 +7,7 @@ import tensorflow as tf
 from tensorflow.python.ops import control_flow_v2_toggles
 
 from tb_varmap.convert import convert_graph
-from tb_varmap.convert.conds import fold_static_conds, inline_taken_branches, static_bool
+from tb_varmap.convert.conds import fold_static_conds, static_bool
 from tb_varmap.convert.testing import bindings_from_graph
 from tb_varmap.verify import verify
 
@@ -56,17 +56,17 @@ def test_a_fed_predicate_is_not_folded(v2):
     gd, _ = _graph(v2)
     same, notes = fold_static_conds(gd, ["x", "is_training"])
     assert same is gd and notes == []
-    assert inline_taken_branches(gd, ["x", "is_training"]) is gd
 
 
-def test_verification_keeps_the_original_if():
-    """The verifier's graph gains the inlined branch beside the If; the output still
-    comes from the If."""
-    gd, _ = _graph(v2=True)
-    both = inline_taken_branches(gd, ["x"])
-    names = {n.name: n for n in both.node}
-    assert any(n.startswith("cond/else/") for n in names)
-    assert [_ for _ in names["y"].input] == [n.input[0] for n in gd.node if n.name == "y"]
+def test_verification_checks_the_resolved_graph_against_the_original():
+    """verify compares the layers on the resolved graph and reports the original graph's
+    outputs (TF's own cond) against it: equal, atol = rtol = 0."""
+    gd, variables = _graph(v2=True)
+    conv = convert_graph(gd, ["x"], ["y:0"], variables)
+    rep = verify(gd, ["x"], ["y:0"], variables, conv)
+    (row,) = rep["conditionals"]["outputs"]
+    assert row["status"] == "OK" and row["max_abs"] == 0.0
+    assert rep["conditionals"]["resolved"] and rep["passed"]
 
 
 def test_static_bool_follows_defaults_and_not():

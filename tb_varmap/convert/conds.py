@@ -6,13 +6,12 @@ tf.placeholder_with_default(False, [])` (slim batch_norm / dropout, tf.layers wi
 when the predicate is a constant, or a scalar PlaceholderWithDefault the model is not fed
 (its default, as the converter treats such switches anyway), `fold_static_conds` rewires
 the graph for the converter: consumers of a fixed Switch's taken side read its data
-directly, a Merge with one live input becomes an Identity of it (same name, so every tensor
-the converted layers stand for still exists in the original graph, which verification
-runs with TF's own cond). A control-flow-v2 `If` / `StatelessIf` (TF 2 running v1 code)
-has its taken branch function inlined as `<if>/then|else/...` nodes, which the converter
-reads instead of the If; verification adds the same nodes beside the untouched If
-(`inline_taken_branches(..., rewire=False)`): the model's outputs are still compared with
-the original If, the layers inside the branch with TF running the branch's own ops.
+directly, a Merge with one live input becomes an Identity of it (same name); a
+control-flow-v2 `If` / `StatelessIf` (TF 2 running v1 code) has its taken branch function
+inlined as `<if>/then|else/...` nodes, which its consumers read instead. Verification runs
+the same resolved graph (so the layers inside a branch, and gradients through variables a
+branch captured, are compared) and then checks that the original graph, TF's own cond
+included, gives exactly the same outputs on the same feed.
 """
 
 from tensorflow.core.framework import graph_pb2
@@ -72,19 +71,6 @@ def fold_static_conds(graph_def, inputs):
     return gd, notes + _inline(gd, ifs, rewire=True)
 
 
-def inline_taken_branches(graph_def, inputs):
-    """`graph_def` plus the inlined taken branch of every fixed If, nothing rewired (for
-    verification: the tensors the converter's layers stand for, beside the original)."""
-    fed = {_name(i) for i in inputs}
-    ifs = _fixed_ifs(graph_def, {n.name: n for n in graph_def.node}, fed)
-    if not ifs:
-        return graph_def
-    gd = graph_pb2.GraphDef()
-    gd.CopyFrom(graph_def)
-    _inline(gd, ifs, rewire=False)
-    return gd
-
-
 def _fixed_ifs(gd, nodes, fed):
     ifs = {n.name: static_bool(nodes, n.input[0], fed) for n in gd.node if n.op in IF}
     return {k: v for k, v in ifs.items() if v is not None}
@@ -92,7 +78,7 @@ def _fixed_ifs(gd, nodes, fed):
 
 def _inline(gd, ifs, rewire):
     """Copy each fixed If's taken branch into `gd`; with `rewire` its consumers read the
-    copy. Returns notes."""
+    copy (the If itself stays, unread). Returns notes."""
     from tensorflow.python.framework import function_def_to_graph
 
     funcs = {f.signature.name: f for f in gd.library.function}
