@@ -68,7 +68,7 @@ def fold_static_conds(graph_def, inputs):
     gd = graph_pb2.GraphDef()
     gd.CopyFrom(graph_def)
     notes = _fold_v1(gd, switches) if switches else []
-    return gd, notes + _inline(gd, ifs, rewire=True)
+    return gd, notes + _inline_ifs(gd, ifs)
 
 
 def _fixed_ifs(gd, nodes, fed):
@@ -76,9 +76,9 @@ def _fixed_ifs(gd, nodes, fed):
     return {k: v for k, v in ifs.items() if v is not None}
 
 
-def _inline(gd, ifs, rewire):
-    """Copy each fixed If's taken branch into `gd`; with `rewire` its consumers read the
-    copy (the If itself stays, unread). Returns notes."""
+def _inline_ifs(gd, ifs):
+    """Copy each fixed If's taken branch into `gd` and make its consumers read the copy
+    (the If itself stays, unread). Returns notes."""
     from tensorflow.python.framework import function_def_to_graph
 
     funcs = {f.signature.name: f for f in gd.library.function}
@@ -116,11 +116,10 @@ def _inline(gd, ifs, rewire):
         rets_of[name] = rets
         notes.append(f"{node.op} {name!r}: predicate fixed to {taken}; its {side} branch "
                      f"{fdef.signature.name!r} is converted")
-    if rewire:
-        for n in gd.node:
-            for i, t in enumerate(n.input):
-                if _name(t) in rets_of and not t.startswith("^"):
-                    n.input[i] = rets_of[_name(t)][_port(t)]
+    for n in gd.node:
+        for i, t in enumerate(n.input):
+            if _name(t) in rets_of and not t.startswith("^"):
+                n.input[i] = rets_of[_name(t)][_port(t)]
     return notes
 
 

@@ -217,11 +217,6 @@ def _arg_offset(node, arg):
     return 0
 
 
-class FrameBody(Body):
-    """A control-flow-v1 frame seen as a body: a loop variable is Merge(Enter, NextIteration)
-    read as Identity(Switch:1); an invariant is a constant Enter."""
-
-
 class Loop:
     """The outer side of a loop: name, body, `ins` (outer tensor of each arg), the final
     value of loop variable k (`out(k)`), the graph nodes it covers."""
@@ -967,7 +962,9 @@ def _sequence_output(gv, loop, out_arg, time_major=False):
 
 
 def v1_loop(gv, enter, frame):
-    """The control-flow-v1 frame `frame` (entered by `enter`) as a Loop."""
+    """The control-flow-v1 frame `frame` (entered by `enter`) as a Loop whose Body has a
+    loop variable per Merge(Enter, NextIteration), read as Identity(Switch:1), then an
+    invariant per constant Enter."""
     nodes = _frame_nodes(gv, frame)
     where = f"TF1 control-flow loop '{scope_of(enter.name)}' (frame {frame!r})"
     nested = sorted({gv.attr(n, "frame_name", "") for n in nodes.values()
@@ -1009,7 +1006,7 @@ def v1_loop(gv, enter, frame):
         todo += [node_of(t) for t in nodes[n].input]
     body_nodes = {k: n for k, n in nodes.items()
                   if k not in cond and k not in args and n.op not in V1_PLUMBING}
-    body = FrameBody(args, body_nodes, ret)
+    body = Body(args, body_nodes, ret)
     return Loop(scope_of(args[0]) if args else scope_of(enter.name), body, ins,
                 sorted(nodes), outs)
 
